@@ -1,0 +1,219 @@
+/**
+ * Configuration: /etc/node-bootstrap/config.yaml, then config.d/*.yaml merged in name order.
+ * Checked once, here, at the edge. This is the only module that reads the environment.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { BootError } from './errors.js';
+import { PHASE_NAMES, type PhaseName } from './runner/phase.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/node-bootstrap/config.yaml';
+export const DEFAULT_STATE_DIR = '/run/node-bootstrap';
+
+/** "90s", "2m", "500ms", "1h" or a number of seconds. */
+const durationRe = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+export function parseDuration(v: string | number): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && v > 0 ? Math.round(v * 1000) : undefined;
+  const m = durationRe.exec(v.trim());
+  if (!m) return undefined;
+  const ms = Number(m[1]) * UNIT_MS[m[2] ?? 's']!;
+  return ms > 0 ? Math.round(ms) : undefined;
+}
+
+const duration = z
+  .union([z.number(), z.string()])
+  .refine((v) => parseDuration(v) !== undefined, {
+    message: 'expected a positive duration such as 90s, 2m, 500ms, or a number of seconds',
+  });
+
+const absPath = z.string().startsWith('/', { message: 'expected an absolute path' });
+const unitName = z.string().regex(/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$/, {
+  message: 'expected a systemd unit name such as containerd.service',
+});
+const imageRef = z
+  .string()
+  .regex(/^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\.[a-z0-9-]+)*\/[^\s]+$|^[^\s/]+\/[^\s]+$/, {
+    message: 'expected a full image reference such as registry.example.com/eks/pause:3.10',
+  });
+const region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, { message: 'expected an AWS region such as eu-west-1' });
+
+/** Every key is optional in a file; defaults are applied after the merge. Unknown keys are errors. */
+const FileSchema = z.strictObject({
+  region: region.optional(),
+  containerd: z
+    .strictObject({
+      socket: absPath.optional(),
+      namespace: z.string().min(1).optional(),
+      unit: unitName.optional(),
+    })
+    .optional(),
+  sandboxImage: z
+    .strictObject({
+      tag: z
+        .string()
+        .regex(/^[\w][\w.-]{0,127}$/, { message: 'expected an image tag such as 3.10' })
+        .optional(),
+      image: imageRef.optional(),
+      fips: z.boolean().optional(),
+      dualstack: z.boolean().optional(),
+      fallbacks: z.array(imageRef).optional(),
+      archive: absPath.optional(),
+    })
+    .optional(),
+  kubelet: z
+    .strictObject({
+      unit: unitName.optional(),
+      resolvConf: absPath.optional(),
+    })
+    .optional(),
+  prefetch: z
+    .strictObject({
+      images: z.array(imageRef).optional(),
+    })
+    .optional(),
+  timeouts: z.strictObject(Object.fromEntries(PHASE_NAMES.map((p) => [p, duration.optional()]))).optional(),
+});
+type FileConfig = z.infer<typeof FileSchema>;
+
+export interface Config {
+  /** Files read, in merge order (for the report and error messages). */
+  sources: string[];
+  region?: string;
+  containerd: { socket: string; namespace: string; unit: string };
+  sandboxImage: {
+    tag: string;
+    image?: string;
+    fips: boolean;
+    dualstack: boolean;
+    fallbacks: string[];
+    archive: string;
+  };
+  kubelet: { unit: string; resolvConf?: string };
+  prefetch: { images: string[] };
+  timeouts: Record<PhaseName, number>;
+  /** The parts of the environment node-bootstrap itself reads (the AWS SDK reads its own). */
+  env: { awsRegion?: string; notifySocket?: string; journalSocket?: string };
+}
+
+export const DEFAULT_TIMEOUTS: Record<PhaseName, number> = {
+  'containerd-unit': 120_000,
+  'containerd-socket': 120_000,
+  cri: 120_000,
+  'sandbox-image': 300_000,
+  'resolv-conf': 10_000,
+  kubelet: 120_000,
+};
+
+function describe(file: string, issue: z.core.$ZodIssue): string {
+  const path = issue.path.map(String).join('.') || '(top level)';
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.join(', ');
+    return `${file}: ${path === '(top level)' ? '' : `${path}: `}unknown key(s) ${keys}; allowed keys are listed in the README's configuration reference`;
+  }
+  return `${file}: ${path}: ${issue.message}`;
+}
+
+function readFile(file: string, required: boolean): FileConfig | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !required) return undefined;
+    throw new BootError('CONFIG_UNREADABLE', `${file}: cannot read (${code ?? String(err)})`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const where = e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : 'here';
+    throw new BootError('CONFIG_INVALID', `${file}: YAML syntax error at ${where}: ${e.message.split('\n')[0]}`, {
+      hint: `fix the YAML syntax in ${file}`,
+    });
+  }
+  const data = doc.toJS() ?? {};
+  const parsed = FileSchema.safeParse(data);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => describe(file, i));
+    throw new BootError('CONFIG_INVALID', lines.join('; '), { hint: `fix ${lines[0]}` });
+  }
+  return parsed.data;
+}
+
+/** Drop-ins next to the main file, in name order (the systemd drop-in convention). */
+function dropIns(mainFile: string): string[] {
+  const dir = join(dirname(mainFile), 'config.d');
+  try {
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
+      .sort()
+      .map((f) => join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
+function merge<T>(base: T, over: unknown): T {
+  if (over === undefined) return base;
+  if (base === null || typeof base !== 'object' || Array.isArray(base) || typeof over !== 'object' || over === null)
+    return over as T;
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);
+  return out as T;
+}
+
+export interface LoadOptions {
+  /** --config: this file must exist. Default: /etc/node-bootstrap/config.yaml, optional. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const main = opts.file ?? DEFAULT_CONFIG_FILE;
+  const files = [main, ...dropIns(main)];
+  let merged: FileConfig = {};
+  const sources: string[] = [];
+  files.forEach((f, i) => {
+    const c = readFile(f, i === 0 && opts.file !== undefined);
+    if (c) {
+      merged = merge(merged, c);
+      sources.push(f);
+    }
+  });
+  const timeouts = { ...DEFAULT_TIMEOUTS };
+  for (const p of PHASE_NAMES) {
+    const v = merged.timeouts?.[p];
+    if (v !== undefined) timeouts[p] = parseDuration(v)!;
+  }
+  return {
+    sources,
+    region: merged.region,
+    containerd: {
+      socket: merged.containerd?.socket ?? '/run/containerd/containerd.sock',
+      namespace: merged.containerd?.namespace ?? 'k8s.io',
+      unit: merged.containerd?.unit ?? 'containerd.service',
+    },
+    sandboxImage: {
+      tag: merged.sandboxImage?.tag ?? '3.10',
+      image: merged.sandboxImage?.image,
+      fips: merged.sandboxImage?.fips ?? false,
+      dualstack: merged.sandboxImage?.dualstack ?? false,
+      fallbacks: merged.sandboxImage?.fallbacks ?? [],
+      archive: merged.sandboxImage?.archive ?? '/etc/node-bootstrap/pause.tar',
+    },
+    kubelet: {
+      unit: merged.kubelet?.unit ?? 'kubelet.service',
+      resolvConf: merged.kubelet?.resolvConf,
+    },
+    prefetch: { images: merged.prefetch?.images ?? [] },
+    timeouts,
+    env: {
+      awsRegion: env.AWS_REGION || undefined,
+      notifySocket: env.NOTIFY_SOCKET || undefined,
+      journalSocket: env.JOURNAL_STREAM ? '/run/systemd/journal/socket' : undefined,
+    },
+  };
+}
