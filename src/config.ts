@@ -95,7 +95,16 @@ export interface Config {
   prefetch: { images: string[] };
   timeouts: Record<PhaseName, number>;
   /** The parts of the environment node-bootstrap itself reads (the AWS SDK reads its own). */
-  env: { awsRegion?: string; notifySocket?: string; journalSocket?: string };
+  env: {
+    awsRegion?: string;
+    /** AWS_EC2_METADATA_SERVICE_ENDPOINT / AWS_EC2_METADATA_DISABLED, as the AWS SDK reads them. */
+    imdsEndpoint?: string;
+    imdsDisabled: boolean;
+    /** Set by systemd for units with NotifyAccess=. */
+    notifySocket?: string;
+    /** Set by systemd when stdout/stderr go to the journal. */
+    journalStream?: string;
+  };
 }
 
 export const DEFAULT_TIMEOUTS: Record<PhaseName, number> = {
@@ -164,6 +173,16 @@ function merge<T>(base: T, over: unknown): T {
   return out as T;
 }
 
+export function readEnv(env: NodeJS.ProcessEnv = process.env): Config['env'] {
+  return {
+    awsRegion: env.AWS_REGION || undefined,
+    imdsEndpoint: env.AWS_EC2_METADATA_SERVICE_ENDPOINT || undefined,
+    imdsDisabled: (env.AWS_EC2_METADATA_DISABLED ?? '').toLowerCase() === 'true',
+    notifySocket: env.NOTIFY_SOCKET || undefined,
+    journalStream: env.JOURNAL_STREAM || undefined,
+  };
+}
+
 export interface LoadOptions {
   /** --config: this file must exist. Default: /etc/node-bootstrap/config.yaml, optional. */
   file?: string;
@@ -210,10 +229,6 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     },
     prefetch: { images: merged.prefetch?.images ?? [] },
     timeouts,
-    env: {
-      awsRegion: env.AWS_REGION || undefined,
-      notifySocket: env.NOTIFY_SOCKET || undefined,
-      journalSocket: env.JOURNAL_STREAM ? '/run/systemd/journal/socket' : undefined,
-    },
+    env: readEnv(env),
   };
 }

@@ -31,3 +31,7 @@ export interface Phase {
   readonly timeoutMs: number;
   run(ctx: PhaseContext): Promise<void>;
 }
+
+/** True when the signal fired because a deadline passed (not because of a shutdown). */
+export const isDeadline = (signal: AbortSignal): boolean =>
+  signal.aborted && (signal.reason as { name?: string } | undefined)?.name === 'TimeoutError';

@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+/** Entry point of the bundle: wires signals and the exit code around main(). */
+import { main, reportError } from './main.js';
+
+const controller = new AbortController();
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => controller.abort(new Error(`received ${sig}`)));
+}
+
+main(process.argv.slice(2), controller.signal).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = reportError(err);
+  },
+);

@@ -1,0 +1,118 @@
+/**
+ * The phase runner: one place that gives every phase a deadline, an AbortSignal, uniform logs
+ * (started / done with duration / failed with code), a live status line and a timeline in status.json.
+ */
+import { BootError, toBootError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Phase, PhaseContext, PhaseName } from './phase.js';
+import { type PhaseRecord, type RunStatus, writeStatus } from './status.js';
+
+export interface RunnerOptions {
+  command: string;
+  version: string;
+  log: Logger;
+  /** SIGTERM/SIGINT: aborts the running phase; no later phase starts. */
+  signal: AbortSignal;
+  skip?: ReadonlySet<PhaseName>;
+  stateDir?: string;
+  configSources?: string[];
+  /** Live status line (sd_notify STATUS=). */
+  notify?: (status: string) => void;
+}
+
+const abortedBy = (signal: AbortSignal): string =>
+  signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'signal');
+
+/** Maps whatever a phase threw to a BootError, telling deadline and shutdown apart. */
+function classify(err: unknown, phase: Phase, run: AbortSignal, deadline: AbortSignal): BootError {
+  if (err instanceof BootError && err.code !== 'INTERNAL') return err;
+  if (run.aborted) return new BootError('ABORTED', `phase ${phase.name} stopped: ${abortedBy(run)}`);
+  if (deadline.aborted)
+    return new BootError('PHASE_TIMEOUT', `phase ${phase.name} did not finish within ${phase.timeoutMs / 1000}s`, {
+      hint: `raise timeouts.${phase.name} in config.yaml, or fix what it waits for`,
+    });
+  return toBootError(err);
+}
+
+export interface RunOutcome {
+  status: RunStatus;
+  /** The first failure; later phases did not run. */
+  error?: BootError;
+}
+
+export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): Promise<RunOutcome> {
+  const status: RunStatus = {
+    schema: 1,
+    version: opts.version,
+    command: opts.command,
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    result: 'running',
+    configSources: opts.configSources ?? [],
+    phases: phases.map((p) => ({ name: p.name, result: 'not-run', warnings: [], facts: {} })),
+  };
+  const save = (): void => {
+    if (opts.stateDir) writeStatus(opts.stateDir, status);
+  };
+  const notify = opts.notify ?? (() => {});
+  save();
+
+  let failed: BootError | undefined;
+  for (const [i, phase] of phases.entries()) {
+    const rec = status.phases[i] as PhaseRecord;
+    const progress = `[${i + 1}/${phases.length}]`;
+    const log = opts.log.child({ phase: phase.name });
+    if (opts.skip?.has(phase.name)) {
+      rec.result = 'skipped';
+      log.info({ result: 'skipped' }, `${progress} ${phase.name}: skipped (--skip)`);
+      continue;
+    }
+    if (opts.signal.aborted) break;
+
+    const deadline = AbortSignal.timeout(phase.timeoutMs);
+    const signal = AbortSignal.any([opts.signal, deadline]);
+    const started = performance.now();
+    rec.startedAt = new Date().toISOString();
+    log.info({ result: 'started' }, `${progress} ${phase.name}: started`);
+    notify(`${progress} ${phase.name}`);
+    save();
+
+    const ctx: PhaseContext = {
+      signal,
+      log,
+      status: (text) => notify(`${progress} ${phase.name}: ${text}`),
+      warn: (message) => {
+        rec.warnings.push(message);
+        log.warn({ result: 'warning' }, `${phase.name}: ${message}`);
+      },
+      record: (facts) => Object.assign(rec.facts, facts),
+    };
+    try {
+      await phase.run(ctx);
+      rec.durationMs = Math.round(performance.now() - started);
+      rec.result = 'ok';
+      log.info({ result: 'ok', durationMs: rec.durationMs }, `${progress} ${phase.name}: done in ${rec.durationMs} ms`);
+    } catch (err) {
+      failed = classify(err, phase, opts.signal, deadline);
+      rec.durationMs = Math.round(performance.now() - started);
+      rec.result = 'failed';
+      rec.error = failed.toJSON();
+      log.error(
+        { result: 'failed', durationMs: rec.durationMs, code: failed.code, retryable: failed.retryable, hint: failed.hint },
+        `${progress} ${phase.name}: failed (${failed.code}): ${failed.message}`,
+      );
+      notify(`${progress} ${phase.name} failed: ${failed.code}`);
+      save();
+      break;
+    }
+    save();
+  }
+
+  if (!failed && opts.signal.aborted) failed = new BootError('ABORTED', `run stopped: ${abortedBy(opts.signal)}`);
+  status.finishedAt = new Date().toISOString();
+  status.result = failed ? 'failed' : 'ok';
+  status.exitCode = failed ? failed.exitCode : 0;
+  save();
+  notify(failed ? `failed: ${failed.code}: ${failed.message}` : 'done: all gates passed');
+  return { status, error: failed };
+}

@@ -1,0 +1,48 @@
+/** The run's timeline as kept in <state-dir>/status.json (written atomically: temp file + rename). */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ErrorCode } from '../errors.js';
+import type { PhaseName } from './phase.js';
+
+export type PhaseResult = 'ok' | 'failed' | 'skipped' | 'not-run';
+
+export interface PhaseRecord {
+  name: PhaseName;
+  result: PhaseResult;
+  startedAt?: string;
+  durationMs?: number;
+  error?: { code: ErrorCode; message: string; retryable: boolean; hint: string };
+  warnings: string[];
+  facts: Record<string, string | number | boolean>;
+}
+
+export interface RunStatus {
+  schema: 1;
+  version: string;
+  command: string;
+  pid: number;
+  startedAt: string;
+  finishedAt?: string;
+  result: 'running' | 'ok' | 'failed';
+  exitCode?: number;
+  configSources: string[];
+  phases: PhaseRecord[];
+}
+
+export const STATUS_FILE = 'status.json';
+
+export function writeStatus(stateDir: string, status: RunStatus): void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+  const file = join(stateDir, STATUS_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o644 });
+  renameSync(tmp, file);
+}
+
+export function readStatus(stateDir: string): RunStatus | undefined {
+  try {
+    return JSON.parse(readFileSync(join(stateDir, STATUS_FILE), 'utf8')) as RunStatus;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,115 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_TIMEOUTS, loadConfig, parseDuration } from '../../src/config.js';
+import { BootError } from '../../src/errors.js';
+
+function tree(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nb-config-'));
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(join(dir, name, '..'), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  return dir;
+}
+
+function loadError(files: Record<string, string>): BootError {
+  const dir = tree(files);
+  try {
+    loadConfig({ file: join(dir, 'config.yaml'), env: {} });
+  } catch (err) {
+    expect(err).toBeInstanceOf(BootError);
+    return err as BootError;
+  }
+  throw new Error('expected loadConfig to fail');
+}
+
+describe('loadConfig', () => {
+  it('gives documented defaults for a missing default file', () => {
+    const cfg = loadConfig({ file: undefined, env: {} });
+    expect(cfg.containerd).toEqual({
+      socket: '/run/containerd/containerd.sock',
+      namespace: 'k8s.io',
+      unit: 'containerd.service',
+    });
+    expect(cfg.sandboxImage.tag).toBe('3.10');
+    expect(cfg.timeouts).toEqual(DEFAULT_TIMEOUTS);
+  });
+
+  it('merges config.d drop-ins in name order; arrays are replaced, objects merged', () => {
+    const dir = tree({
+      'config.yaml': 'region: eu-west-1\ncontainerd:\n  socket: /a.sock\nprefetch:\n  images: [r.io/a:1]\n',
+      'config.d/20-late.yaml': 'region: eu-west-2\n',
+      'config.d/10-early.yaml': 'region: us-east-1\ncontainerd:\n  namespace: other\nprefetch:\n  images: [r.io/b:2]\n',
+      'config.d/ignored.txt': 'region: nope',
+    });
+    const cfg = loadConfig({ file: join(dir, 'config.yaml'), env: {} });
+    expect(cfg.region).toBe('eu-west-2');
+    expect(cfg.containerd.socket).toBe('/a.sock');
+    expect(cfg.containerd.namespace).toBe('other');
+    expect(cfg.prefetch.images).toEqual(['r.io/b:2']);
+    expect(cfg.sources.map((s) => s.slice(dir.length))).toEqual([
+      '/config.yaml',
+      '/config.d/10-early.yaml',
+      '/config.d/20-late.yaml',
+    ]);
+  });
+
+  it('parses durations in timeouts', () => {
+    const dir = tree({ 'config.yaml': 'timeouts:\n  cri: 90s\n  kubelet: 2m\n  resolv-conf: 1.5\n' });
+    const cfg = loadConfig({ file: join(dir, 'config.yaml'), env: {} });
+    expect(cfg.timeouts.cri).toBe(90_000);
+    expect(cfg.timeouts.kubelet).toBe(120_000);
+    expect(cfg.timeouts['resolv-conf']).toBe(1_500);
+  });
+
+  it.each([
+    ['unknown top-level key', 'regoin: eu-west-1\n', /config\.yaml: unknown key\(s\) regoin/],
+    ['unknown nested key', 'containerd:\n  sock: /x\n', /config\.yaml: containerd: unknown key\(s\) sock/],
+    ['wrong type', 'sandboxImage:\n  fips: "yes"\n', /config\.yaml: sandboxImage\.fips: .*boolean/],
+    ['relative path', 'containerd:\n  socket: run/c.sock\n', /containerd\.socket: expected an absolute path/],
+    ['bad region', 'region: Europe\n', /region: expected an AWS region/],
+    ['bad duration', 'timeouts:\n  cri: soon\n', /timeouts\.cri: expected a positive duration/],
+    ['unknown phase timeout', 'timeouts:\n  crii: 5s\n', /timeouts: unknown key\(s\) crii/],
+    ['bad unit', 'kubelet:\n  unit: kubelet\n', /kubelet\.unit: expected a systemd unit name/],
+    ['bad image', 'sandboxImage:\n  image: "pause 3.10"\n', /sandboxImage\.image: expected a full image reference/],
+    ['YAML syntax', 'region: [eu-west-1\n', /config\.yaml: YAML syntax error at line/],
+    ['duplicate key', 'region: eu-west-1\nregion: eu-west-2\n', /YAML syntax error/],
+  ])('%s → CONFIG_INVALID naming file and key', (_name, text, re) => {
+    const err = loadError({ 'config.yaml': text });
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.exitCode).toBe(78);
+    expect(err.message).toMatch(re);
+  });
+
+  it('names the drop-in that holds the bad key', () => {
+    const err = loadError({ 'config.yaml': 'region: eu-west-1\n', 'config.d/50-bad.yaml': 'kubelet:\n  resolvConf: 3\n' });
+    expect(err.message).toMatch(/config\.d\/50-bad\.yaml: kubelet\.resolvConf:/);
+  });
+
+  it('an explicit --config that does not exist is an error', () => {
+    expect(() => loadConfig({ file: '/nonexistent/nb.yaml', env: {} })).toThrow(/nb\.yaml: cannot read \(ENOENT\)/);
+  });
+
+  it('reads the AWS environment the SDK also honours', () => {
+    const cfg = loadConfig({
+      file: undefined,
+      env: { AWS_REGION: 'ap-south-2', AWS_EC2_METADATA_DISABLED: 'TRUE', AWS_EC2_METADATA_SERVICE_ENDPOINT: 'http://x' },
+    });
+    expect(cfg.env).toMatchObject({ awsRegion: 'ap-south-2', imdsDisabled: true, imdsEndpoint: 'http://x' });
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['500ms', 500],
+    ['90s', 90_000],
+    ['2m', 120_000],
+    ['1h', 3_600_000],
+    [30, 30_000],
+    ['0', undefined],
+    [-1, undefined],
+    ['5 minutes', undefined],
+  ] as const)('%s → %s', (v, ms) => expect(parseDuration(v)).toBe(ms));
+});
