@@ -1,0 +1,44 @@
+/** Small measuring helpers for `npm run bench`: interleaved runs, medians, ratios against a baseline. */
+import { spawnSync } from 'node:child_process';
+
+/** The environment a systemd unit gives node-bootstrap: no NODE_OPTIONS, no NODE_EXTRA_CA_CERTS. */
+export const CLEAN_ENV: NodeJS.ProcessEnv = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
+
+export interface Sample {
+  ms: number;
+  rssKb?: number;
+}
+
+export const quantile = (xs: number[], q: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))] ?? Number.NaN;
+};
+export const median = (xs: number[]): number => quantile(xs, 0.5);
+
+/** Runs a command once under GNU time for wall-clock and peak RSS; throws on a non-zero exit. */
+export function runOnce(argv: string[], env: NodeJS.ProcessEnv = CLEAN_ENV): Sample {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', ...argv], { env, encoding: 'utf8' });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
+  const rss = Number(r.stderr.trim().split('\n').at(-1));
+  return { ms, rssKb: Number.isFinite(rss) ? rss : undefined };
+}
+
+/** Interleaves the commands round by round so drift on the machine hits all of them alike. */
+export function interleave(cmds: Record<string, string[]>, rounds: number, warmup = 3): Record<string, Sample[]> {
+  const out: Record<string, Sample[]> = Object.fromEntries(Object.keys(cmds).map((k) => [k, []]));
+  for (let i = 0; i < warmup + rounds; i++)
+    for (const [k, argv] of Object.entries(cmds)) {
+      const s = runOnce(argv);
+      if (i >= warmup) out[k]!.push(s);
+    }
+  return out;
+}
+
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const w = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
+  return [line(header), line(w.map((n) => '-'.repeat(n))), ...cells.slice(1).map(line)].join('\n');
+}
