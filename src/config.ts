@@ -38,7 +38,7 @@ const imageRef = z
   .regex(/^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\.[a-z0-9-]+)*\/[^\s]+$|^[^\s/]+\/[^\s]+$/, {
     message: 'expected a full image reference such as registry.example.com/eks/pause:3.10',
   });
-const region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, { message: 'expected an AWS region such as eu-west-1' });
+const region = z.string().regex(/^[a-z]{2,5}(-[a-z]+)+-\d+$/, { message: 'expected an AWS region such as eu-west-1' });
 
 /** Every key is optional in a file; defaults are applied after the merge. Unknown keys are errors. */
 const FileSchema = z.strictObject({

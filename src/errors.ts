@@ -129,6 +129,16 @@ export const CODES = {
     exit: EXIT.tempfail,
     hint: 'containerd could not pull the image; read the message and `journalctl -u containerd -b`',
   },
+  SANDBOX_IMAGE_MISMATCH: {
+    retryable: false,
+    exit: EXIT.config,
+    hint: "set sandbox_image in /etc/containerd/config.toml to the node's regional image (`node-bootstrap resolve-image`)",
+  },
+  ARCHIVE_IMPORT_FAILED: {
+    retryable: false,
+    exit: EXIT.unavailable,
+    hint: 'rebuild the node image with a valid sandboxImage.archive (an OCI or docker archive of the pause image)',
+  },
   PAUSE_NOT_PINNED: {
     retryable: false,
     exit: EXIT.unavailable,
