@@ -23,11 +23,9 @@ export function parseDuration(v: string | number): number | undefined {
   return ms > 0 ? Math.round(ms) : undefined;
 }
 
-const duration = z
-  .union([z.number(), z.string()])
-  .refine((v) => parseDuration(v) !== undefined, {
-    message: 'expected a positive duration such as 90s, 2m, 500ms, or a number of seconds',
-  });
+const duration = z.union([z.number(), z.string()]).refine((v) => parseDuration(v) !== undefined, {
+  message: 'expected a positive duration such as 90s, 2m, 500ms, or a number of seconds',
+});
 
 const absPath = z.string().startsWith('/', { message: 'expected an absolute path' });
 const unitName = z.string().regex(/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$/, {
@@ -38,7 +36,9 @@ const imageRef = z
   .regex(/^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\.[a-z0-9-]+)*\/[^\s]+$|^[^\s/]+\/[^\s]+$/, {
     message: 'expected a full image reference such as registry.example.com/eks/pause:3.10',
   });
-const region = z.string().regex(/^[a-z]{2,5}(-[a-z]+)+-\d+$/, { message: 'expected an AWS region such as eu-west-1' });
+const region = z
+  .string()
+  .regex(/^[a-z]{2,5}(-[a-z]+)+-\d+$/, { message: 'expected an AWS region such as eu-west-1' });
 
 /** Every key is optional in a file; defaults are applied after the merge. Unknown keys are errors. */
 const FileSchema = z.strictObject({
@@ -138,9 +138,13 @@ function readFile(file: string, required: boolean): FileConfig | undefined {
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const where = e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : 'here';
-    throw new BootError('CONFIG_INVALID', `${file}: YAML syntax error at ${where}: ${e.message.split('\n')[0]}`, {
-      hint: `fix the YAML syntax in ${file}`,
-    });
+    throw new BootError(
+      'CONFIG_INVALID',
+      `${file}: YAML syntax error at ${where}: ${e.message.split('\n')[0]}`,
+      {
+        hint: `fix the YAML syntax in ${file}`,
+      },
+    );
   }
   const data = doc.toJS() ?? {};
   const parsed = FileSchema.safeParse(data);
@@ -166,7 +170,13 @@ function dropIns(mainFile: string): string[] {
 
 function merge<T>(base: T, over: unknown): T {
   if (over === undefined) return base;
-  if (base === null || typeof base !== 'object' || Array.isArray(base) || typeof over !== 'object' || over === null)
+  if (
+    base === null ||
+    typeof base !== 'object' ||
+    Array.isArray(base) ||
+    typeof over !== 'object' ||
+    over === null
+  )
     return over as T;
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);

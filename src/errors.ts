@@ -23,7 +23,11 @@ interface CodeSpec {
 }
 
 export const CODES = {
-  USAGE: { retryable: false, exit: EXIT.usage, hint: 'run `node-bootstrap --help` for the accepted commands and flags' },
+  USAGE: {
+    retryable: false,
+    exit: EXIT.usage,
+    hint: 'run `node-bootstrap --help` for the accepted commands and flags',
+  },
   NOT_IMPLEMENTED: {
     retryable: false,
     exit: EXIT.usage,
@@ -62,7 +66,7 @@ export const CODES = {
   CONTAINERD_SOCKET_TIMEOUT: {
     retryable: true,
     exit: EXIT.tempfail,
-    hint: "containerd never opened its socket; check containerd.service and containerd.socket in config.yaml",
+    hint: 'containerd never opened its socket; check containerd.service and containerd.socket in config.yaml',
   },
   CRI_NOT_READY: {
     retryable: true,

@@ -6,7 +6,6 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BootError, EXIT, toBootError } from './errors.js';
 import { VERSION } from './version.js';
 
-
 type Options = NonNullable<ParseArgsConfig['options']>;
 interface Command {
   summary: string;
@@ -105,7 +104,9 @@ export async function main(argv: string[], signal: AbortSignal): Promise<number>
         allowPositionals: false,
       });
     } catch (err) {
-      throw new BootError('USAGE', `${name}: ${(err as Error).message}`, { hint: `usage: node-bootstrap ${cmd.usage}` });
+      throw new BootError('USAGE', `${name}: ${(err as Error).message}`, {
+        hint: `usage: node-bootstrap ${cmd.usage}`,
+      });
     }
   })();
   if (values.help) {

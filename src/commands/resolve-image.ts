@@ -1,7 +1,7 @@
 /** `resolve-image`: the region's sandbox image, as data. Pure: no AWS, gRPC or D-Bus. */
 import { readEnv } from '../config.js';
-import { BootError, EXIT } from '../errors.js';
 import { resolveSandboxImage } from '../core/sandbox-image.js';
+import { BootError, EXIT } from '../errors.js';
 
 export async function resolveImage(v: Record<string, string | boolean | undefined>): Promise<number> {
   const region = (v.region as string | undefined) ?? readEnv().awsRegion;

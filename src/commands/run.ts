@@ -3,9 +3,9 @@ import { bootSequence } from '../boot.js';
 import { DEFAULT_STATE_DIR, loadConfig } from '../config.js';
 import { BootError, EXIT } from '../errors.js';
 import { createLogger } from '../log.js';
-import { VERSION } from '../version.js';
 import { isPhaseName, PHASE_NAMES, type PhaseName } from '../runner/phase.js';
 import { runPhases } from '../runner/runner.js';
+import { VERSION } from '../version.js';
 
 export function parseSkip(value: string | undefined): Set<PhaseName> {
   const names = (value ?? '')
@@ -14,11 +14,16 @@ export function parseSkip(value: string | undefined): Set<PhaseName> {
     .filter(Boolean);
   for (const n of names)
     if (!isPhaseName(n))
-      throw new BootError('USAGE', `--skip: unknown phase \`${n}\``, { hint: `phases are: ${PHASE_NAMES.join(', ')}` });
+      throw new BootError('USAGE', `--skip: unknown phase \`${n}\``, {
+        hint: `phases are: ${PHASE_NAMES.join(', ')}`,
+      });
   return new Set(names as PhaseName[]);
 }
 
-export async function run(v: Record<string, string | boolean | undefined>, signal: AbortSignal): Promise<number> {
+export async function run(
+  v: Record<string, string | boolean | undefined>,
+  signal: AbortSignal,
+): Promise<number> {
   // Everything that can be wrong with the input is found before anything on the node is touched.
   const skip = parseSkip(v.skip as string | undefined);
   const cfg = loadConfig({ file: v.config as string | undefined });
@@ -52,7 +57,9 @@ export async function run(v: Record<string, string | boolean | undefined>, signa
       return error.exitCode;
     }
     const warnings = status.phases.reduce((n, p) => n + p.warnings.length, 0);
-    process.stdout.write(`node-bootstrap: OK in ${took} ms (${warnings} warning(s)); timeline in ${stateDir}/status.json\n`);
+    process.stdout.write(
+      `node-bootstrap: OK in ${took} ms (${warnings} warning(s)); timeline in ${stateDir}/status.json\n`,
+    );
     return EXIT.ok;
   } finally {
     adapters.cri.close();

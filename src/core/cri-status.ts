@@ -15,7 +15,10 @@ export interface CriVerdict {
   sandboxImage?: string;
 }
 
-export function criVerdict(conditions: readonly CriCondition[], info: Record<string, string> = {}): CriVerdict {
+export function criVerdict(
+  conditions: readonly CriCondition[],
+  info: Record<string, string> = {},
+): CriVerdict {
   const runtime = conditions.find((c) => c.type === 'RuntimeReady');
   const network = conditions.find((c) => c.type === 'NetworkReady');
   let sandboxImage: string | undefined;

@@ -42,7 +42,11 @@ export function classifyPullError(err: unknown, image: string): BootError {
   const host = image.split('/')[0] ?? image;
   if (e.code === GRPC.NOT_FOUND || /: not found$/.test(msg))
     return new BootError('PULL_NOT_FOUND', `${image} does not exist in ${host}: ${msg}`);
-  if (/401 Unauthorized|403 Forbidden|no basic auth credentials|pull access denied|authorization failed/i.test(msg))
+  if (
+    /401 Unauthorized|403 Forbidden|no basic auth credentials|pull access denied|authorization failed/i.test(
+      msg,
+    )
+  )
     return new BootError('PULL_UNAUTHORIZED', `${host} refused the credentials for ${image}: ${msg}`);
   if (/x509:|certificate signed by unknown authority|certificate is not valid/i.test(msg))
     return new BootError('PULL_TLS_UNTRUSTED', `TLS to ${host} failed: ${msg}`, {

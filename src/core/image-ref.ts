@@ -9,9 +9,10 @@ export interface ImageRef {
 }
 
 export function parseImageRef(ref: string): ImageRef | undefined {
-  const m = /^(?:([^/]+)\/)?([a-z0-9]+(?:[._/-][a-z0-9]+)*?)(?::([\w][\w.-]{0,127}))?(?:@(sha256:[a-f0-9]{64}))?$/.exec(
-    ref,
-  );
+  const m =
+    /^(?:([^/]+)\/)?([a-z0-9]+(?:[._/-][a-z0-9]+)*?)(?::([\w][\w.-]{0,127}))?(?:@(sha256:[a-f0-9]{64}))?$/.exec(
+      ref,
+    );
   if (!m) return undefined;
   const [, first, rest, tag, digest] = m;
   // The first component is a host only when it looks like one (a dot, a port, or localhost).

@@ -58,7 +58,10 @@ export function planSandboxImage(input: PlanInput): SandboxPlan {
     warning = `containerd's sandbox_image is ${configured}, not ${wanted}${input.explicit ? ' (sandboxImage.image)' : ''}: ensuring ${configured}, the image pods will use`;
     target = configured;
   }
-  const sources: Source[] = [registrySource(wanted), ...input.fallbacks.map((f) => registrySource(normalizeRef(f)))];
+  const sources: Source[] = [
+    registrySource(wanted),
+    ...input.fallbacks.map((f) => registrySource(normalizeRef(f))),
+  ];
   if (target !== wanted) sources.unshift(registrySource(target));
   if (input.archive) sources.push({ kind: 'archive', path: input.archive });
   return { target, sources: dedupe(sources), warning };

@@ -18,7 +18,9 @@ export function containerdSocket(socket: string, timeoutMs: number): Phase {
           state = await probeSocket(socket, ctx.signal);
           if (state === 'ready') break;
           const waited = ((performance.now() - started) / 1000).toFixed(0);
-          ctx.status(`waiting for containerd socket ${socket} (${state === 'missing' ? 'absent' : 'refusing connections'}, ${waited}s)`);
+          ctx.status(
+            `waiting for containerd socket ${socket} (${state === 'missing' ? 'absent' : 'refusing connections'}, ${waited}s)`,
+          );
           await changed;
         }
       } catch (err) {

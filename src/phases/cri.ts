@@ -4,7 +4,7 @@
  */
 import type { ContainerdClient } from '../adapters/containerd.js';
 import type { CriClient } from '../adapters/cri.js';
-import { capabilities, type ContainerdCapabilities } from '../core/containerd-version.js';
+import { type ContainerdCapabilities, capabilities } from '../core/containerd-version.js';
 import { criVerdict } from '../core/cri-status.js';
 import { classifyCriError } from '../core/grpc-errors.js';
 import { BootError } from '../errors.js';
@@ -50,7 +50,9 @@ export function cri(
           maxDelayMs: 250,
           factor: 1.5,
           onRetry: (err, n) =>
-            ctx.status(`waiting for CRI (${((performance.now() - started) / 1000).toFixed(0)}s, attempt ${n}): ${err.message}`),
+            ctx.status(
+              `waiting for CRI (${((performance.now() - started) / 1000).toFixed(0)}s, attempt ${n}): ${err.message}`,
+            ),
         },
       );
       const { version } = await containerd.version(ctx.signal);

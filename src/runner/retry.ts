@@ -52,11 +52,15 @@ export async function retrying<T>(
   } catch (err) {
     // At the deadline the last real failure says more than "timed out"; a shutdown is the runner's ABORTED.
     if (isDeadline(signal) && last) {
-      throw new BootError(last.code, `${last.message} (still failing at the deadline, after ${attempts} attempts)`, {
-        hint: last.hint,
-        retryable: last.retryable,
-        cause: last,
-      });
+      throw new BootError(
+        last.code,
+        `${last.message} (still failing at the deadline, after ${attempts} attempts)`,
+        {
+          hint: last.hint,
+          retryable: last.retryable,
+          cause: last,
+        },
+      );
     }
     if (signal.aborted) throw signal.reason;
     throw err instanceof BootError ? err : toBootError(err);

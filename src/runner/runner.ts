@@ -28,9 +28,13 @@ function classify(err: unknown, phase: Phase, run: AbortSignal, deadline: AbortS
   if (err instanceof BootError && err.code !== 'INTERNAL') return err;
   if (run.aborted) return new BootError('ABORTED', `phase ${phase.name} stopped: ${abortedBy(run)}`);
   if (deadline.aborted)
-    return new BootError('PHASE_TIMEOUT', `phase ${phase.name} did not finish within ${phase.timeoutMs / 1000}s`, {
-      hint: `raise timeouts.${phase.name} in config.yaml, or fix what it waits for`,
-    });
+    return new BootError(
+      'PHASE_TIMEOUT',
+      `phase ${phase.name} did not finish within ${phase.timeoutMs / 1000}s`,
+      {
+        hint: `raise timeouts.${phase.name} in config.yaml, or fix what it waits for`,
+      },
+    );
   return toBootError(err);
 }
 
@@ -91,14 +95,23 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
       await phase.run(ctx);
       rec.durationMs = Math.round(performance.now() - started);
       rec.result = 'ok';
-      log.info({ result: 'ok', durationMs: rec.durationMs }, `${progress} ${phase.name}: done in ${rec.durationMs} ms`);
+      log.info(
+        { result: 'ok', durationMs: rec.durationMs },
+        `${progress} ${phase.name}: done in ${rec.durationMs} ms`,
+      );
     } catch (err) {
       failed = classify(err, phase, opts.signal, deadline);
       rec.durationMs = Math.round(performance.now() - started);
       rec.result = 'failed';
       rec.error = failed.toJSON();
       log.error(
-        { result: 'failed', durationMs: rec.durationMs, code: failed.code, retryable: failed.retryable, hint: failed.hint },
+        {
+          result: 'failed',
+          durationMs: rec.durationMs,
+          code: failed.code,
+          retryable: failed.retryable,
+          hint: failed.hint,
+        },
         `${progress} ${phase.name}: failed (${failed.code}): ${failed.message}`,
       );
       notify(`${progress} ${phase.name} failed: ${failed.code}`);
@@ -108,7 +121,8 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
     save();
   }
 
-  if (!failed && opts.signal.aborted) failed = new BootError('ABORTED', `run stopped: ${abortedBy(opts.signal)}`);
+  if (!failed && opts.signal.aborted)
+    failed = new BootError('ABORTED', `run stopped: ${abortedBy(opts.signal)}`);
   status.finishedAt = new Date().toISOString();
   status.result = failed ? 'failed' : 'ok';
   status.exitCode = failed ? failed.exitCode : 0;

@@ -41,7 +41,8 @@ describe('loadConfig', () => {
     const dir = tree({
       'config.yaml': 'region: eu-west-1\ncontainerd:\n  socket: /a.sock\nprefetch:\n  images: [r.io/a:1]\n',
       'config.d/20-late.yaml': 'region: eu-west-2\n',
-      'config.d/10-early.yaml': 'region: us-east-1\ncontainerd:\n  namespace: other\nprefetch:\n  images: [r.io/b:2]\n',
+      'config.d/10-early.yaml':
+        'region: us-east-1\ncontainerd:\n  namespace: other\nprefetch:\n  images: [r.io/b:2]\n',
       'config.d/ignored.txt': 'region: nope',
     });
     const cfg = loadConfig({ file: join(dir, 'config.yaml'), env: {} });
@@ -73,7 +74,11 @@ describe('loadConfig', () => {
     ['bad duration', 'timeouts:\n  cri: soon\n', /timeouts\.cri: expected a positive duration/],
     ['unknown phase timeout', 'timeouts:\n  crii: 5s\n', /timeouts: unknown key\(s\) crii/],
     ['bad unit', 'kubelet:\n  unit: kubelet\n', /kubelet\.unit: expected a systemd unit name/],
-    ['bad image', 'sandboxImage:\n  image: "pause 3.10"\n', /sandboxImage\.image: expected a full image reference/],
+    [
+      'bad image',
+      'sandboxImage:\n  image: "pause 3.10"\n',
+      /sandboxImage\.image: expected a full image reference/,
+    ],
     ['YAML syntax', 'region: [eu-west-1\n', /config\.yaml: YAML syntax error at line/],
     ['duplicate key', 'region: eu-west-1\nregion: eu-west-2\n', /YAML syntax error/],
   ])('%s → CONFIG_INVALID naming file and key', (_name, text, re) => {
@@ -84,18 +89,27 @@ describe('loadConfig', () => {
   });
 
   it('names the drop-in that holds the bad key', () => {
-    const err = loadError({ 'config.yaml': 'region: eu-west-1\n', 'config.d/50-bad.yaml': 'kubelet:\n  resolvConf: 3\n' });
+    const err = loadError({
+      'config.yaml': 'region: eu-west-1\n',
+      'config.d/50-bad.yaml': 'kubelet:\n  resolvConf: 3\n',
+    });
     expect(err.message).toMatch(/config\.d\/50-bad\.yaml: kubelet\.resolvConf:/);
   });
 
   it('an explicit --config that does not exist is an error', () => {
-    expect(() => loadConfig({ file: '/nonexistent/nb.yaml', env: {} })).toThrow(/nb\.yaml: cannot read \(ENOENT\)/);
+    expect(() => loadConfig({ file: '/nonexistent/nb.yaml', env: {} })).toThrow(
+      /nb\.yaml: cannot read \(ENOENT\)/,
+    );
   });
 
   it('reads the AWS environment the SDK also honours', () => {
     const cfg = loadConfig({
       file: undefined,
-      env: { AWS_REGION: 'ap-south-2', AWS_EC2_METADATA_DISABLED: 'TRUE', AWS_EC2_METADATA_SERVICE_ENDPOINT: 'http://x' },
+      env: {
+        AWS_REGION: 'ap-south-2',
+        AWS_EC2_METADATA_DISABLED: 'TRUE',
+        AWS_EC2_METADATA_SERVICE_ENDPOINT: 'http://x',
+      },
     });
     expect(cfg.env).toMatchObject({ awsRegion: 'ap-south-2', imdsDisabled: true, imdsEndpoint: 'http://x' });
   });

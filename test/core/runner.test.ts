@@ -143,7 +143,9 @@ describe('runPhases', () => {
   });
 
   it('skips phases named in --skip', async () => {
-    const r = await runWith([phase('cri', async () => {}), phase('kubelet', async () => {})], { skip: ['kubelet'] });
+    const r = await runWith([phase('cri', async () => {}), phase('kubelet', async () => {})], {
+      skip: ['kubelet'],
+    });
     expect(r.status.phases.map((p) => p.result)).toEqual(['ok', 'skipped']);
   });
 
@@ -195,7 +197,9 @@ describe('retrying', () => {
       { minDelayMs: 10, maxDelayMs: 20 },
     ).catch((e: unknown) => e as BootError);
     expect(err.code).toBe('CRI_NOT_READY');
-    expect(err.message).toMatch(/server is not initialized yet \(still failing at the deadline, after \d+ attempts\)/);
+    expect(err.message).toMatch(
+      /server is not initialized yet \(still failing at the deadline, after \d+ attempts\)/,
+    );
   });
 
   it('a shutdown is not dressed up as the last failure', async () => {

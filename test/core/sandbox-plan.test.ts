@@ -7,7 +7,12 @@ const D = `sha256:${'a'.repeat(64)}`;
 
 describe('parseImageRef / normalizeRef', () => {
   it.each([
-    ['602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10', '602401143452.dkr.ecr.us-west-2.amazonaws.com', 'eks/pause', '3.10'],
+    [
+      '602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10',
+      '602401143452.dkr.ecr.us-west-2.amazonaws.com',
+      'eks/pause',
+      '3.10',
+    ],
     ['127.0.0.1:5000/eks/pause', '127.0.0.1:5000', 'eks/pause', undefined],
     ['localhost/kubernetes/pause:latest', 'localhost', 'kubernetes/pause', 'latest'],
     ['registry.k8s.io/pause:3.9', 'registry.k8s.io', 'pause', '3.9'],
@@ -18,7 +23,10 @@ describe('parseImageRef / normalizeRef', () => {
   });
 
   it('keeps digests', () => {
-    expect(parseImageRef(`public.ecr.aws/eks-distro/kubernetes/pause@${D}`)).toMatchObject({ digest: D, tag: undefined });
+    expect(parseImageRef(`public.ecr.aws/eks-distro/kubernetes/pause@${D}`)).toMatchObject({
+      digest: D,
+      tag: undefined,
+    });
   });
 
   it.each(['UPPER/case:1', 'a b', '', 'host/repo:bad tag'])('rejects %j', (ref) => {
@@ -30,7 +38,9 @@ describe('parseImageRef / normalizeRef', () => {
     ['busybox', 'docker.io/library/busybox:latest'],
     ['r.io/a:1', 'r.io/a:1'],
     [`r.io/a@${D}`, `r.io/a@${D}`],
-  ])('normalizes %s → %s (containerd compares names verbatim)', (ref, want) => expect(normalizeRef(ref)).toBe(want));
+  ])('normalizes %s → %s (containerd compares names verbatim)', (ref, want) =>
+    expect(normalizeRef(ref)).toBe(want),
+  );
 });
 
 describe('planSandboxImage', () => {
@@ -56,7 +66,10 @@ describe('planSandboxImage', () => {
   it("containerd's sandbox_image in another region's ECR is an error naming both regions (the wrong-region incident)", () => {
     const err = (() => {
       try {
-        planSandboxImage({ ...base, configured: '602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10' });
+        planSandboxImage({
+          ...base,
+          configured: '602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10',
+        });
       } catch (e) {
         return e as BootError;
       }
