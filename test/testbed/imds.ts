@@ -79,6 +79,7 @@ export async function startImds(opts: {
   const tokens = new Set<string>();
   const requests: ImdsRequest[] = [];
   const sockets = new Set<Socket>();
+  const hung = new Set<Socket>();
   let fault: ImdsFault = { mode: 'ok' };
 
   const identity = {
@@ -154,7 +155,10 @@ export async function startImds(opts: {
     requests.push(rec);
     req.resume();
     const r = reply(req, path, token);
-    if (!r) return;
+    if (!r) {
+      hung.add(req.socket); // the token PUT lost to the hop limit: released when the fault ends
+      return;
+    }
     const [status, body, headers] = r;
     rec.status = status;
     res.writeHead(status, {
@@ -178,8 +182,9 @@ export async function startImds(opts: {
         resolve();
       });
     });
-  const dropConnections = (): void => {
-    for (const s of sockets) s.destroy();
+  const dropConnections = (set: Set<Socket>): void => {
+    for (const s of set) s.destroy();
+    set.clear();
   };
   await listen(0);
   const { port } = server.address() as AddressInfo;
@@ -189,23 +194,24 @@ export async function startImds(opts: {
     credentials,
     requests,
     setFault(f) {
-      const wasDown = fault.mode === 'down';
+      const was = fault.mode;
       fault = f;
-      // 'down' closes the listening socket (connections are refused); leaving it listens again on
-      // the same port. Both take effect before any request a caller can start afterwards.
-      if (f.mode === 'down' && !wasDown) {
+      // 'down' closes the listener (new connections are refused) and drops open ones; leaving it
+      // listens again on the same port, before any request a caller starts afterwards can connect.
+      // Keep-alive connections are otherwise left alone: dropping them makes a client that reuses
+      // one fail with ECONNRESET, a fault of its own.
+      if (f.mode === 'down' && was !== 'down') {
         server.close();
-        dropConnections();
-      } else if (f.mode !== 'down' && wasDown) {
+        dropConnections(sockets);
+      } else if (f.mode !== 'down' && was === 'down') {
         listen(port).catch((err: unknown) =>
           console.error(`imds testbed: cannot listen again on ${port}:`, err),
         );
-      } else if (f.mode !== 'hop-limit') {
-        dropConnections(); // release PUTs left hanging by a previous hop-limit fault
       }
+      if (f.mode !== 'hop-limit') dropConnections(hung);
     },
     close() {
-      dropConnections();
+      dropConnections(sockets);
       if (!server.listening) return Promise.resolve();
       return new Promise((resolve) => server.close(() => resolve()));
     },
