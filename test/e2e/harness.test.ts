@@ -7,6 +7,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,7 +100,7 @@ describe('bootSystemd: one container with containerd.service', () => {
         '/usr/local/bin/e2e-probe': '#!/bin/sh\necho "probe saw $(cat /etc/e2e/marker)"\n',
       },
       enable: ['containerd.service', 'e2e-probe.service'],
-      mask: ['systemd-logind.service'],
+      mask: ['systemd-tmpfiles-clean.timer'],
       binds: [{ host: REPO, inside: '/srv/node-bootstrap', readOnly: true }],
       tmpfs: ['/var/lib/containerd'],
     });
@@ -127,7 +129,11 @@ describe('bootSystemd: one container with containerd.service', () => {
       (e) => e.MESSAGE === 'probe saw written-before-boot',
     );
     expect(out[0]?._SYSTEMD_UNIT).toBe('e2e-probe.service');
+    // lean (default) masked logind & co; `mask` adds to that.
     expect((await c.systemctl('show', '-P', 'LoadState', 'systemd-logind.service')).stdout.trim()).toBe(
+      'masked',
+    );
+    expect((await c.systemctl('show', '-P', 'LoadState', 'systemd-tmpfiles-clean.timer')).stdout.trim()).toBe(
       'masked',
     );
     // The host's own enabled units (docker-registry, postgresql, …) are not started.
@@ -228,7 +234,10 @@ describe('bootSystemd: one container with containerd.service', () => {
 describe('bootSystemd: two containers in parallel', () => {
   it('boot side by side with distinct names, then stop cleanly', async () => {
     const t0 = Date.now();
-    const both = await Promise.all([bootSystemd({ name: 'par-a' }), bootSystemd({ name: 'par-b' })]);
+    const both = await Promise.all([
+      bootSystemd({ name: 'par-a' }),
+      bootSystemd({ name: 'par-b', privateNetwork: false }),
+    ]);
     timings['parallel: both running (ms)'] = Date.now() - t0;
     try {
       const [a, b] = both;
@@ -241,6 +250,21 @@ describe('bootSystemd: two containers in parallel', () => {
       // Each has its own root: a file written in one is absent in the other.
       await a.exec(['sh', '-c', 'echo a > /etc/only-in-a'], { check: true });
       expect((await b.exec(['test', '-e', '/etc/only-in-a'])).code).toBe(1);
+      // Network: a (private, only lo) cannot reach a server on the host's 127.0.0.1; b (host network) can.
+      const server = createServer((_, res) => res.end('host says hi'));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const { port } = server.address() as AddressInfo;
+        const get = `fetch('http://127.0.0.1:${port}/').then(async r=>console.log(await r.text()),e=>{console.log(e.cause?.code);process.exitCode=1})`;
+        expect((await b.exec(['/usr/bin/node', '-e', get], { check: true })).stdout.trim()).toBe(
+          'host says hi',
+        );
+        const fromA = await a.exec(['/usr/bin/node', '-e', get]);
+        expect([fromA.code, fromA.stdout.trim()]).toEqual([1, 'ECONNREFUSED']);
+        expect((await a.exec(['ls', '/sys/class/net'], { check: true })).stdout.trim()).toBe('lo');
+      } finally {
+        server.close();
+      }
     } finally {
       // A command still running through exec must not hold up the poweroff.
       const pending = both[0].exec(['sleep', '60']);
@@ -268,6 +292,9 @@ describe('bootSystemd: failures are reported and cleaned up', () => {
     await expect(bootSystemd({ files: { 'etc/relative': 'x' } })).rejects.toThrow(/absolute path/);
     await expect(bootSystemd({ binds: [{ host: '/nonexistent-nb-e2e', inside: '/srv/x' }] })).rejects.toThrow(
       /does not exist/,
+    );
+    await expect(bootSystemd({ files: { '/var/lib/x/a': 'x' }, tmpfs: ['/var/lib/x'] })).rejects.toThrow(
+      /hidden by the tmpfs/,
     );
   });
 

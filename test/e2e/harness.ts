@@ -52,8 +52,19 @@ export interface BootOptions {
   binds?: Bind[];
   /** Extra tmpfs mounts, e.g. /var/lib/containerd (overlayfs snapshots cannot sit on an overlay root). */
   tmpfs?: string[];
+  /**
+   * Default true: only `lo`, isolated from the host. false shares the host's network namespace, so
+   * units inside reach the testbed's servers on 127.0.0.1 (registry, ECR and IMDS stand-ins);
+   * then ports bound inside are bound on the host too.
+   */
+  privateNetwork?: boolean;
   /** More arguments for PID 1 (kernel command line style), e.g. `systemd.log_level=debug`. */
   kernelArgs?: string[];
+  /**
+   * Default true: also mask default units a worker-node test does not need (logind, utmp, journal
+   * flush, sysusers, hugepages), ~1/3 faster boot. false boots the full default set.
+   */
+  lean?: boolean;
   /** Keep the host's enabled units (`/etc/systemd/system/*.wants`); default false. */
   keepHostUnits?: boolean;
   /** Fail instead of accepting `degraded` (some unit failed during boot); default false. */
@@ -141,6 +152,19 @@ const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** Units of a host tree that have no business in a test container. */
 const DEFAULT_MASKS = ['console-getty.service', 'systemd-firstboot.service'];
+/**
+ * Default units a worker-node test does not need (logins, utmp, journal flush to disk, hugepages,
+ * users already in the host's /etc/passwd): masking them takes boot from ~570 to ~380 ms here.
+ */
+const LEAN_MASKS = [
+  'systemd-logind.service',
+  'systemd-user-sessions.service',
+  'systemd-update-utmp.service',
+  'systemd-update-utmp-runlevel.service',
+  'systemd-journal-flush.service',
+  'systemd-sysusers.service',
+  'dev-hugepages.mount',
+];
 
 export class HarnessError extends Error {
   override name = 'HarnessError';
@@ -355,7 +379,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
     `--machine=${name}`,
     '--register=no',
     '--keep-unit',
-    '--private-network',
+    ...(opts.privateNetwork === false ? [] : ['--private-network']),
     '--link-journal=no',
     '--console=read-only',
     '--resolv-conf=off', // keep the tree's /etc/resolv.conf: a plain, replaceable file
@@ -370,9 +394,13 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
   }
   for (const t of opts.tmpfs ?? []) {
     validateNspawnPath('tmpfs', t);
+    const hidden = [...files.keys()].find((f) => f === t || f.startsWith(`${t.replace(/\/+$/, '')}/`));
+    if (hidden)
+      throw new HarnessError(`files: ${hidden} would be hidden by the tmpfs mounted on ${t} at boot`);
     nspawnArgs.push(`--tmpfs=${t}`);
   }
-  const masks = [...new Set([...DEFAULT_MASKS, ...(opts.mask ?? [])])];
+  const lean = opts.lean === false ? [] : LEAN_MASKS.filter((u) => !opts.enable?.includes(u));
+  const masks = [...new Set([...DEFAULT_MASKS, ...lean, ...(opts.mask ?? [])])];
   nspawnArgs.push(
     '--boot',
     '--',
