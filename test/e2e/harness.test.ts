@@ -218,6 +218,20 @@ describe('bootSystemd: one container with containerd.service', () => {
     expect(await readInside(c, '/etc/hostname')).toBe(`${c.name}\n`);
   });
 
+  it('runUnit runs a command as a transient unit: its cgroup, its journal attribution, its exit code', async () => {
+    const r = await c.runUnit(
+      ['sh', '-c', 'cat /proc/self/cgroup; echo to-journal | systemd-cat -t e2e-rununit'],
+      {
+        unit: 'e2e-rununit',
+        check: true,
+      },
+    );
+    expect(r.stdout).toMatch(/name=systemd:.*\/system.slice\/e2e-rununit.service/);
+    const entries = await c.waitJournal(['-t', 'e2e-rununit'], (e) => e.MESSAGE === 'to-journal');
+    expect(entries[0]?._SYSTEMD_UNIT).toBe('e2e-rununit.service');
+    expect((await c.runUnit(['sh', '-c', 'exit 4'])).code).toBe(4);
+  });
+
   it('exec reports exit codes and honours its deadline', async () => {
     expect((await c.exec(['sh', '-c', 'exit 3'])).code).toBe(3);
     await expect(c.exec(['false'], { check: true })).rejects.toThrow(/exit 1/);

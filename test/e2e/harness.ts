@@ -3,6 +3,20 @@
  * systemd-nspawn, on an overlay of the host's own tree, so host binaries (node, containerd, runc)
  * run inside and node-bootstrap can be tested as a real unit.
  *
+ *   const c = await bootSystemd({
+ *     units: { 'containerd.service': UNIT }, files: { '/etc/containerd/config.toml': TOML },
+ *     enable: ['containerd.service'], tmpfs: ['/var/lib/containerd'],
+ *     binds: [{ host: REPO, inside: '/srv/node-bootstrap', readOnly: true }],
+ *   });                                   // ~0.5 s; afterAll(() => c.stop())
+ *   await c.systemctl('is-active', 'containerd');           // {code, stdout, stderr}
+ *   await c.runUnit(['/usr/bin/node', '/srv/node-bootstrap/dist/node-bootstrap.mjs', 'check']);
+ *   await c.waitJournal(['-u', 'node-bootstrap.service'], (e) => e.MESSAGE === '…');
+ *   dbus.sessionBus({ busAddress: c.busAddress });         // host-side D-Bus client
+ *   c.path('/run/containerd/containerd.sock');              // host path of a path inside
+ *
+ * Run long-lived or unit-attributed work AS A UNIT (opts.units, runUnit): a process started by
+ * exec() belongs to no unit (no _SYSTEMD_UNIT) and is not a descendant of the container's PID 1.
+ *
  * How (see /work/shared/TESTBED.md for why each piece is there):
  *   - the test's process spawns `bash` into a dedicated cgroup, then `unshare --mount
  *     --propagation private`: every mount below lives only in that namespace and vanishes with it;
@@ -130,6 +144,12 @@ export interface SystemdContainer {
   /** Run a command in PID 1's namespaces (mount, pid, uts, ipc, net). Not attributed to any unit. */
   exec(cmd: string[], opts?: ExecOptions): Promise<ExecResult>;
   systemctl(...args: string[]): Promise<ExecResult>;
+  /**
+   * Run a command as a transient service (`systemd-run --wait --pipe --collect`): attributed to
+   * the unit in the journal, in its cgroup, with its properties (`-p KEY=VALUE`). Output is piped
+   * back; the code is the command's.
+   */
+  runUnit(cmd: string[], opts?: ExecOptions & { unit?: string; properties?: string[] }): Promise<ExecResult>;
   /** `journalctl -o json -a --no-pager <args>` parsed; `--sync` first so recent lines are in. */
   journal(args: string[], opts?: { sync?: boolean; timeoutMs?: number }): Promise<JournalEntry[]>;
   /** Poll journal(args) until `match` holds for an entry; returns the matching entries. */
@@ -266,6 +286,24 @@ export async function sweepStale(): Promise<void> {
       await removeCgroup(owner.cgroups, 3_000);
       rmSync(dir, { recursive: true, force: true });
     } catch {}
+  }
+}
+
+/** What this harness needs on the host; a clear message instead of a confusing failure later. */
+function preflight(): void {
+  if (process.getuid?.() !== 0) throw new HarnessError('bootSystemd needs root (nspawn, mounts, cgroups)');
+  const need: [string, string][] = [
+    ['/usr/bin/systemd-nspawn', 'systemd-container'],
+    ['/usr/lib/systemd/systemd', 'systemd'],
+    ['/usr/bin/dbus-daemon', "dbus (the container boots the host tree: its system bus is the host's dbus)"],
+    ['/usr/bin/nsenter', 'util-linux'],
+    ['/usr/bin/unshare', 'util-linux'],
+  ];
+  const missing = need.filter(([bin]) => !existsSync(bin));
+  if (missing.length) {
+    throw new HarnessError(
+      `bootSystemd: missing ${missing.map(([b, pkg]) => `${b} (package ${pkg})`).join(', ')}; run scripts/setup.sh`,
+    );
   }
 }
 
@@ -410,6 +448,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
     ...(opts.kernelArgs ?? []),
   );
 
+  preflight();
   await sweepStale();
   installExitHook();
 
@@ -653,6 +692,21 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
   };
 
   const systemctl = (...args: string[]) => exec(['systemctl', '--no-pager', ...args]);
+  const runUnit: SystemdContainer['runUnit'] = (cmd, o = {}) =>
+    exec(
+      [
+        'systemd-run',
+        '--wait',
+        '--pipe',
+        '--collect',
+        '--quiet',
+        ...(o.unit ? [`--unit=${o.unit}`] : []),
+        ...(o.properties ?? []).map((p) => `--property=${p}`),
+        '--',
+        ...cmd,
+      ],
+      o,
+    );
 
   // Until PID 1 has its private socket, systemctl fails at once ("offline"): retry until deadline.
   let state = '';
@@ -719,6 +773,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
     path: (inside) => join(rootPath, inside),
     exec,
     systemctl,
+    runUnit,
     journal,
     waitJournal: (args, match = () => true, o = {}) =>
       eventually(
