@@ -293,8 +293,9 @@ describe('bootSystemd: two containers in parallel', () => {
       expect(Date.now() - t1).toBeLessThan(5_000);
     }
     for (const x of both) expect(findLeftovers(x)).toEqual([]);
-    // stop() is idempotent.
+    // stop() is idempotent; a stopped container refuses exec (its pid may belong to another process).
     await both[0].stop();
+    await expect(both[0].exec(['true'])).rejects.toThrow(/is stopped/);
   });
 });
 

@@ -40,7 +40,7 @@ import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroupHierarchies, createCgroup, killCgroupSync, removeCgroup } from './lib/cgroup.js';
-import { killGroupExcept, procStartTime } from './lib/proc.js';
+import { killGroupExcept, procParent, procStartTime } from './lib/proc.js';
 
 export interface Bind {
   host: string;
@@ -221,7 +221,6 @@ export async function eventually<T>(
 const PREPARE = String.raw`
 set -Eeuo pipefail
 D=$1; shift
-step() { echo "harness: $*" >&2; }
 trap 'echo "harness: FAILED at line $LINENO: $BASH_COMMAND" >&2' ERR
 mount -t tmpfs -o mode=0755 nb-e2e-run-systemd /run/systemd
 mount -t tmpfs -o mode=0755 nb-e2e "$D/mnt"
@@ -358,7 +357,8 @@ function findLeader(nspawnPid: number | undefined): number | undefined {
   try {
     kids = readFileSync(`/proc/${nspawnPid}/task/${nspawnPid}/children`, 'utf8').trim().split(/\s+/);
   } catch {
-    return undefined;
+    // Kernels without CONFIG_PROC_CHILDREN: scan for processes whose parent is nspawn.
+    kids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && procParent(Number(p)) === nspawnPid);
   }
   for (const k of kids) {
     try {
@@ -599,6 +599,8 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
 
   const exec = (cmd: string[], o: ExecOptions = {}): Promise<ExecResult> => {
     if (cmd.length === 0) return Promise.reject(new HarnessError('exec: empty command'));
+    // After stop() the leader pid may be reused by an unrelated process: never nsenter it.
+    if (stopping) return Promise.reject(new HarnessError(`exec [${cmd.join(' ')}]: ${name} is stopped`));
     const timeoutMs = o.timeoutMs ?? 30_000;
     const where = `exec [${cmd.join(' ')}] in ${name}`;
     return new Promise((resolve, reject) => {

@@ -12,6 +12,12 @@ function statFields(pid: number | string): string[] | undefined {
   }
 }
 
+/** Parent pid of a process, undefined when it is gone. */
+export const procParent = (pid: number): number | undefined => {
+  const ppid = statFields(pid)?.[1];
+  return ppid === undefined ? undefined : Number(ppid);
+};
+
 /** Start time of a process (clock ticks since boot): with the pid, it names a process uniquely. */
 export const procStartTime = (pid: number): string | undefined => statFields(pid)?.[19];
 
