@@ -219,12 +219,11 @@ describe('bootSystemd: one container with containerd.service', () => {
   });
 
   it('runUnit runs a command as a transient unit: its cgroup, its journal attribution, its exit code', async () => {
+    // journald looks the sender's unit up from its pid when it reads the stream: a sender that
+    // exits at once loses _SYSTEMD_UNIT under load (observed ~1 run in 3). The sleep keeps it alive.
     const r = await c.runUnit(
-      ['sh', '-c', 'cat /proc/self/cgroup; echo to-journal | systemd-cat -t e2e-rununit'],
-      {
-        unit: 'e2e-rununit',
-        check: true,
-      },
+      ['sh', '-c', "cat /proc/self/cgroup; systemd-cat -t e2e-rununit sh -c 'echo to-journal; sleep 0.5'"],
+      { unit: 'e2e-rununit', check: true },
     );
     expect(r.stdout).toMatch(/name=systemd:.*\/system.slice\/e2e-rununit.service/);
     const entries = await c.waitJournal(['-t', 'e2e-rununit'], (e) => e.MESSAGE === 'to-journal');
