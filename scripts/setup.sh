@@ -27,7 +27,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(containerd runc docker-registry skopeo umoci busybox-static apache2-utils openssl hyperfine iproute2)
+PKGS=(containerd runc docker-registry skopeo umoci busybox-static apache2-utils openssl hyperfine iproute2 time dbus util-linux procps)
 NO_RECOMMENDS=(systemd-container debootstrap)
 
 missing() {

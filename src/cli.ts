@@ -8,10 +8,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 main(process.argv.slice(2), controller.signal).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.exitCode = reportError(err);
-  },
+  // Exit now: logs are written synchronously, and idle gRPC/HTTP keep-alives must not hold the unit.
+  (code) => process.exit(code),
+  (err: unknown) => process.exit(reportError(err)),
 );

@@ -163,6 +163,11 @@ export const CODES = {
     exit: EXIT.tempfail,
     hint: 'the system bus did not answer; is dbus.service running?',
   },
+  STATE_DIR_UNWRITABLE: {
+    retryable: false,
+    exit: EXIT.unavailable,
+    hint: 'make the state directory (--state-dir, default /run/node-bootstrap) writable by root',
+  },
   INTERNAL: {
     retryable: false,
     exit: EXIT.software,

@@ -57,13 +57,13 @@ const COMMANDS: Record<string, Command> = {
     summary: 'verify the sandbox image is present and pinned; restore it if not',
     usage: 'guard [--config FILE] [--state-dir DIR]',
     options: { ...config, 'state-dir': { type: 'string' } },
-    run: notBuilt('guard'),
+    run: async (v, signal) => (await import('./commands/run.js')).guard(v, signal),
   },
   report: {
     summary: "print the last boot's timeline",
     usage: 'report [--state-dir DIR] [--json]',
     options: { ...json, 'state-dir': { type: 'string' } },
-    run: notBuilt('report'),
+    run: async (v) => (await import('./commands/report.js')).report(v),
   },
 };
 

@@ -8,6 +8,7 @@ import { CHANNEL_OPTIONS, loadProto, serviceClient, unary, unixTarget } from './
 
 /** The label containerd's CRI plugin (1.7.10+) reads as "pinned: never garbage-collect". */
 export const PINNED_LABEL = 'io.cri-containerd.pinned';
+const ALREADY_EXISTS = 6;
 
 export interface ContainerdDescriptor {
   mediaType: string;
@@ -37,6 +38,8 @@ export interface ContainerdClient {
     signal: AbortSignal,
   ): Promise<ContainerdImage>;
   listImages(ns: string, signal: AbortSignal): Promise<ContainerdImage[]>;
+  /** Name `name` the same content as `source` (create, or move an existing name): a retag. */
+  tagImage(name: string, source: string, ns: string, signal: AbortSignal): Promise<ContainerdImage>;
   close(): void;
 }
 
@@ -86,6 +89,19 @@ export function createContainerdClient(socket: string, opts: ContainerdClientOpt
 
     async listImages(ns, signal) {
       return (await call<{ images: ContainerdImage[] }>('List', { filters: [] }, ns, signal)).images;
+    },
+
+    async tagImage(name, source, ns, signal) {
+      const { target } = await getImage(source, ns, signal);
+      try {
+        return (await call<{ image: ContainerdImage }>('Create', { image: { name, target } }, ns, signal))
+          .image;
+      } catch (err) {
+        if ((err as { code?: number }).code !== ALREADY_EXISTS) throw err;
+        const existing = await getImage(name, ns, signal);
+        const req = { image: { ...existing, target }, updateMask: { paths: ['target'] } };
+        return (await call<{ image: ContainerdImage }>('Update', req, ns, signal)).image;
+      }
     },
 
     close() {

@@ -98,7 +98,7 @@ export function createTokenCache(opts: TokenCacheOptions): TokenCache {
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
       const code = (err as NodeJS.ErrnoException).code ?? 'error';
-      throw new BootError('INTERNAL', `cannot write the ECR token cache ${path} (${code})`, {
+      throw new BootError('STATE_DIR_UNWRITABLE', `cannot write the ECR token cache ${path} (${code})`, {
         hint: `make ${opts.dir} a directory writable by root (a tmpfs under /run)`,
       });
     }

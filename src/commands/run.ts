@@ -1,11 +1,14 @@
-/** `run`: load the config, build the adapters, run the boot sequence, print one verdict line. */
-import { bootSequence } from '../boot.js';
-import { DEFAULT_STATE_DIR, loadConfig } from '../config.js';
+/** `run` and `guard`: load the config, build the adapters, run a sequence, print one verdict line. */
+import { type BootAdapters, bootSequence, guardSequence } from '../boot.js';
+import { type Config, DEFAULT_STATE_DIR, loadConfig } from '../config.js';
 import { BootError, EXIT } from '../errors.js';
 import { createLogger } from '../log.js';
-import { isPhaseName, PHASE_NAMES, type PhaseName } from '../runner/phase.js';
+import { isPhaseName, PHASE_NAMES, type Phase, type PhaseName } from '../runner/phase.js';
 import { runPhases } from '../runner/runner.js';
 import { VERSION } from '../version.js';
+import { createAdapters } from './adapters.js';
+
+type Values = Record<string, string | boolean | undefined>;
 
 export function parseSkip(value: string | undefined): Set<PhaseName> {
   const names = (value ?? '')
@@ -20,8 +23,10 @@ export function parseSkip(value: string | undefined): Set<PhaseName> {
   return new Set(names as PhaseName[]);
 }
 
-export async function run(
-  v: Record<string, string | boolean | undefined>,
+async function sequence(
+  command: 'run' | 'guard',
+  build: (cfg: Config, a: BootAdapters) => Phase[],
+  v: Values,
   signal: AbortSignal,
 ): Promise<number> {
   // Everything that can be wrong with the input is found before anything on the node is touched.
@@ -29,23 +34,19 @@ export async function run(
   const cfg = loadConfig({ file: v.config as string | undefined });
   const stateDir = (v['state-dir'] as string | undefined) ?? DEFAULT_STATE_DIR;
   const log = createLogger();
-
-  const [{ createCriClient }, { createContainerdClient }] = await Promise.all([
-    import('../adapters/cri.js'),
-    import('../adapters/containerd.js'),
-  ]);
-  const adapters = {
-    cri: createCriClient(cfg.containerd.socket),
-    containerd: createContainerdClient(cfg.containerd.socket),
-  };
+  // Process warnings (e.g. the AWS SDK's Node 20 notice) as one structured line, not a stderr paragraph.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => log.warn({ warning: w.name }, w.message.replace(/\s+/g, ' ').trim()));
+  const adapters = await createAdapters(cfg, stateDir);
   try {
-    const { status, error } = await runPhases(bootSequence(cfg, adapters), {
-      command: 'run',
+    const { status, error } = await runPhases(build(cfg, adapters), {
+      command,
       version: VERSION,
       log,
       signal,
       skip,
       stateDir,
+      statusFile: command === 'run' ? 'status.json' : 'guard.json',
       configSources: cfg.sources,
     });
     const took = Date.parse(status.finishedAt ?? status.startedAt) - Date.parse(status.startedAt);
@@ -56,13 +57,15 @@ export async function run(
       );
       return error.exitCode;
     }
-    const warnings = status.phases.reduce((n, p) => n + p.warnings.length, 0);
-    process.stdout.write(
-      `node-bootstrap: OK in ${took} ms (${warnings} warning(s)); timeline in ${stateDir}/status.json\n`,
-    );
+    const warnings = status.phases.flatMap((p) => p.warnings);
+    process.stdout.write(`node-bootstrap: OK ${command} in ${took} ms, ${warnings.length} warning(s)\n`);
     return EXIT.ok;
   } finally {
-    adapters.cri.close();
-    adapters.containerd.close();
+    adapters.close();
   }
 }
+
+export const run = (v: Values, signal: AbortSignal): Promise<number> =>
+  sequence('run', bootSequence, v, signal);
+export const guard = (v: Values, signal: AbortSignal): Promise<number> =>
+  sequence('guard', guardSequence, v, signal);

@@ -13,6 +13,8 @@ export interface CriVerdict {
   networkReady: boolean;
   /** containerd's own configured sandbox image, from Status{verbose} info.config, when it says. */
   sandboxImage?: string;
+  /** The CRI plugin's snapshotter (info.config.containerd.snapshotter). */
+  snapshotter?: string;
 }
 
 export function criVerdict(
@@ -22,9 +24,14 @@ export function criVerdict(
   const runtime = conditions.find((c) => c.type === 'RuntimeReady');
   const network = conditions.find((c) => c.type === 'NetworkReady');
   let sandboxImage: string | undefined;
+  let snapshotter: string | undefined;
   try {
-    const cfg = info.config ? (JSON.parse(info.config) as { sandboxImage?: unknown }) : undefined;
+    const cfg = info.config
+      ? (JSON.parse(info.config) as { sandboxImage?: unknown; containerd?: { snapshotter?: unknown } })
+      : undefined;
     if (typeof cfg?.sandboxImage === 'string' && cfg.sandboxImage) sandboxImage = cfg.sandboxImage;
+    if (typeof cfg?.containerd?.snapshotter === 'string' && cfg.containerd.snapshotter)
+      snapshotter = cfg.containerd.snapshotter;
   } catch {
     // verbose info is best-effort; its absence changes no verdict
   }
@@ -33,5 +40,11 @@ export function criVerdict(
     : runtime.status
       ? 'RuntimeReady'
       : `RuntimeReady=false: ${[runtime.reason, runtime.message].filter(Boolean).join(': ') || 'no reason given'}`;
-  return { ready: runtime?.status === true, reason, networkReady: network?.status === true, sandboxImage };
+  return {
+    ready: runtime?.status === true,
+    reason,
+    networkReady: network?.status === true,
+    sandboxImage,
+    snapshotter,
+  };
 }

@@ -16,6 +16,8 @@ export interface RuntimeFacts {
   caps?: ContainerdCapabilities;
   /** containerd's configured sandbox_image (CRI Status verbose info). */
   configuredSandboxImage?: string;
+  /** The CRI plugin's snapshotter, for archive imports. */
+  snapshotter?: string;
 }
 
 export function cri(
@@ -58,6 +60,7 @@ export function cri(
       const { version } = await containerd.version(ctx.signal);
       facts.caps = capabilities(version);
       facts.configuredSandboxImage = verdict.sandboxImage;
+      facts.snapshotter = verdict.snapshotter;
       ctx.record({
         containerdVersion: version,
         pinsLabelledImages: facts.caps.pinsLabelledImages,

@@ -31,6 +31,8 @@ export async function retrying<T>(
         try {
           return await fn(attempt);
         } catch (err) {
+          // An attempt cut short by the signal says nothing new about the peer.
+          if (signal.aborted) throw err;
           last = toBootError(err);
           // p-retry never retries TypeErrors; BootError carries our own verdict instead.
           throw last;

@@ -15,6 +15,8 @@ export interface RunnerOptions {
   signal: AbortSignal;
   skip?: ReadonlySet<PhaseName>;
   stateDir?: string;
+  /** File name of the timeline under stateDir (default status.json; guard keeps its own). */
+  statusFile?: string;
   configSources?: string[];
   /** Live status line (sd_notify STATUS=). */
   notify?: (status: string) => void;
@@ -56,7 +58,7 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
     phases: phases.map((p) => ({ name: p.name, result: 'not-run', warnings: [], facts: {} })),
   };
   const save = (): void => {
-    if (opts.stateDir) writeStatus(opts.stateDir, status);
+    if (opts.stateDir) writeStatus(opts.stateDir, status, opts.statusFile);
   };
   const notify = opts.notify ?? (() => {});
   save();

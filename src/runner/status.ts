@@ -31,17 +31,17 @@ export interface RunStatus {
 
 export const STATUS_FILE = 'status.json';
 
-export function writeStatus(stateDir: string, status: RunStatus): void {
+export function writeStatus(stateDir: string, status: RunStatus, name = STATUS_FILE): void {
   mkdirSync(stateDir, { recursive: true, mode: 0o755 });
-  const file = join(stateDir, STATUS_FILE);
+  const file = join(stateDir, name);
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o644 });
   renameSync(tmp, file);
 }
 
-export function readStatus(stateDir: string): RunStatus | undefined {
+export function readStatus(stateDir: string, name = STATUS_FILE): RunStatus | undefined {
   try {
-    return JSON.parse(readFileSync(join(stateDir, STATUS_FILE), 'utf8')) as RunStatus;
+    return JSON.parse(readFileSync(join(stateDir, name), 'utf8')) as RunStatus;
   } catch {
     return undefined;
   }

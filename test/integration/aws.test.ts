@@ -375,7 +375,7 @@ describe('token cache (src/adapters/token-cache.ts)', () => {
     await writeFile(notADir, '');
     const token = await fetchToken();
     const { err } = await failure('cache write into a file', cacheIn(notADir).put(REGISTRY, token));
-    expect(err).toMatchObject({ code: 'INTERNAL' });
+    expect(err).toMatchObject({ code: 'STATE_DIR_UNWRITABLE' });
     expect(err.message).toMatch(/cannot write the ECR token cache .*plain-file/);
     await expect(cacheIn(tmp).get('../../etc/passwd')).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
   });

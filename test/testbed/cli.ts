@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { demo } from './demo.js';
 import { killShims, unmountUnder } from './host.js';
 import { startTestbed } from './index.js';
 import { isRunning, REPO, stopProcess, waitUntil } from './proc.js';
@@ -155,8 +156,8 @@ async function down(): Promise<number> {
   return 0;
 }
 
-/** Subcommands; add more here (e.g. `demo`). */
-const commands: Record<string, (args: string[]) => Promise<number>> = { up, down, serve };
+/** Subcommands. */
+const commands: Record<string, (args: string[]) => Promise<number>> = { up, down, serve, demo };
 
 const [name = '', ...rest] = process.argv.slice(2);
 const command = commands[name];

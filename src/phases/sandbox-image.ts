@@ -1,0 +1,228 @@
+/**
+ * Phase sandbox-image: resolve the regional pause image, make sure containerd has it (regional ECR,
+ * then configured fallbacks, then the archive baked into the node image), pin it, verify the pin.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import type { ContainerdClient } from '../adapters/containerd.js';
+import { PINNED_LABEL } from '../adapters/containerd.js';
+import type { CriClient, CriImage, RegistryAuth } from '../adapters/cri.js';
+import type { Ecr } from '../adapters/ecr.js';
+import type { TokenCache } from '../adapters/token-cache.js';
+import { classifyPullError } from '../core/grpc-errors.js';
+import { resolveSandboxImage } from '../core/sandbox-image.js';
+import { planSandboxImage, type Source } from '../core/sandbox-plan.js';
+import { BootError, toBootError } from '../errors.js';
+import type { Phase, PhaseContext } from '../runner/phase.js';
+import { retrying } from '../runner/retry.js';
+import type { RuntimeFacts } from './cri.js';
+
+export interface SandboxImageDeps {
+  cri: CriClient;
+  containerd: ContainerdClient;
+  /** The node's region from IMDSv2, asked only when config and AWS_REGION say nothing. */
+  imdsRegion: (signal: AbortSignal) => Promise<string>;
+  /** An ECR API client for a registry's region (the SDK loads on first use only). */
+  ecr: (region: string) => Ecr;
+  tokens: TokenCache;
+  /** Imports an image archive through containerd; returns the names it created. */
+  importArchive: (file: string, snapshotter: string | undefined, signal: AbortSignal) => Promise<string[]>;
+  archiveExists: (file: string) => boolean;
+}
+
+export interface SandboxImageSettings {
+  /** From config `region`, else AWS_REGION. */
+  region?: string;
+  namespace: string;
+  tag: string;
+  image?: string;
+  fips: boolean;
+  dualstack: boolean;
+  fallbacks: string[];
+  archive: string;
+  /** Pull attempts per registry source in one pass over the sources. */
+  attemptsPerSource?: number;
+}
+
+const sourceName = (s: Source): string => (s.kind === 'registry' ? s.image : `archive ${s.path}`);
+
+export function sandboxImage(
+  deps: SandboxImageDeps,
+  s: SandboxImageSettings,
+  runtime: RuntimeFacts,
+  timeoutMs: number,
+): Phase {
+  return {
+    name: 'sandbox-image',
+    timeoutMs,
+    async run(ctx) {
+      const { signal } = ctx;
+      const region = s.region ?? (await retrying(signal, () => deps.imdsRegion(signal), { minDelayMs: 200 }));
+      const resolved = resolveSandboxImage({ region, tag: s.tag, fips: s.fips, dualstack: s.dualstack });
+      if (!s.image && !resolved.known)
+        ctx.warn(
+          `${region} is not in node-bootstrap's region table: using ${resolved.image} (${resolved.partition} default account); set sandboxImage.image if that is wrong`,
+        );
+      const plan = planSandboxImage({
+        region,
+        wanted: s.image ?? resolved.image,
+        explicit: s.image !== undefined,
+        configured: runtime.configuredSandboxImage,
+        fallbacks: s.fallbacks,
+        archive: s.archive,
+      });
+      if (plan.warning) ctx.warn(plan.warning);
+      const target = plan.target;
+      ctx.record({ region, image: target });
+
+      let image = await deps.cri.imageStatus(target, signal);
+      let source = 'present';
+      if (!image) {
+        source = await retrying(signal, () => fromFirstSource(plan.sources, target), {
+          minDelayMs: 1_000,
+          maxDelayMs: 15_000,
+          onRetry: (err, n) =>
+            ctx.status(`no source could serve ${target} (pass ${n}), retrying: ${err.code}`),
+        });
+        image = await deps.cri.imageStatus(target, signal);
+        if (!image)
+          throw new BootError(
+            'PULL_FAILED',
+            `${target} is missing right after it was obtained from ${source}`,
+          );
+      }
+      ctx.log.info({ image: target, source, imageId: image.id }, `sandbox image ${target} from ${source}`);
+      ctx.record({ source, imageId: image.id });
+
+      await deps.containerd.setImageLabel(target, PINNED_LABEL, 'pinned', s.namespace, signal);
+      await verifyPinned(ctx, deps.cri, target, runtime);
+
+      /** One pass over the sources; the first that serves wins. */
+      async function fromFirstSource(sources: Source[], name: string): Promise<string> {
+        const failures: { source: Source; err: BootError }[] = [];
+        for (const src of sources) {
+          try {
+            if (src.kind === 'archive') await fromArchive(src.path, name);
+            else await fromRegistry(src, name);
+            if (failures.length > 0)
+              ctx.warn(
+                `${name} came from fallback ${sourceName(src)} after: ${failures.map((f) => `${sourceName(f.source)}: ${f.err.code}`).join('; ')}`,
+              );
+            return sourceName(src);
+          } catch (err) {
+            if (signal.aborted) throw err;
+            const e = toBootError(err);
+            failures.push({ source: src, err: e });
+            ctx.log.warn(
+              { image: name, code: e.code, source: sourceName(src) },
+              `${sourceName(src)}: ${e.message}`,
+            );
+          }
+        }
+        const first = failures[0]!.err;
+        const rest = failures.slice(1).map((f) => `${sourceName(f.source)}: ${f.err.message}`);
+        throw new BootError(first.code, [first.message, ...rest].join('; then '), {
+          hint: first.hint,
+          // Another pass can help only when some source failed for a passing reason.
+          retryable: failures.some((f) => f.err.retryable),
+          cause: first,
+        });
+      }
+
+      async function fromRegistry(src: Extract<Source, { kind: 'registry' }>, name: string): Promise<void> {
+        let auth: RegistryAuth | undefined;
+        let cached = false;
+        const ecr = src.ecr;
+        if (ecr) {
+          ctx.status(`getting an ECR token for ${ecr.account} (${ecr.region})`);
+          const got = await deps.tokens.getOrFetch(ecr.account, () =>
+            deps.ecr(ecr.region).getAuthorizationToken(ecr.account, signal),
+          );
+          auth = { username: got.token.username, password: got.token.password };
+          cached = got.cached;
+        }
+        const pull = (creds: RegistryAuth | undefined) =>
+          retrying(
+            signal,
+            async () => {
+              try {
+                await deps.cri.pullImage(src.image, creds, signal);
+              } catch (err) {
+                if (signal.aborted) throw err;
+                throw classifyPullError(err, src.image);
+              }
+            },
+            {
+              retries: (s.attemptsPerSource ?? 3) - 1,
+              minDelayMs: 250,
+              maxDelayMs: 2_000,
+              onRetry: (err, n) => ctx.status(`pulling ${src.image} (attempt ${n + 1}): ${err.code}`),
+            },
+          );
+        ctx.status(`pulling ${src.image}`);
+        try {
+          await pull(auth);
+        } catch (err) {
+          // A cached token the registry refuses is refreshed once; a fresh one refused is final.
+          if (!(ecr && cached && err instanceof BootError && err.code === 'PULL_UNAUTHORIZED')) throw err;
+          ctx.log.warn({ image: src.image }, 'registry refused the cached ECR token: fetching a new one');
+          const fresh = await deps.ecr(ecr.region).getAuthorizationToken(ecr.account, signal);
+          await deps.tokens.put(ecr.account, fresh);
+          await pull({ username: fresh.username, password: fresh.password });
+        }
+        if (src.image !== name) await deps.containerd.tagImage(name, src.image, s.namespace, signal);
+      }
+
+      async function fromArchive(file: string, name: string): Promise<void> {
+        if (!deps.archiveExists(file))
+          throw new BootError('ARCHIVE_IMPORT_FAILED', `no image archive at ${file}`, {
+            hint: `bake the pause image into the node image at ${file} (sandboxImage.archive)`,
+          });
+        ctx.status(`importing ${file}`);
+        let names: string[];
+        try {
+          names = await deps.importArchive(file, runtime.snapshotter, signal);
+        } catch (err) {
+          if (signal.aborted) throw err;
+          throw new BootError('ARCHIVE_IMPORT_FAILED', (err as Error).message);
+        }
+        if (names.includes(name)) return;
+        if (names.length === 0) throw new BootError('ARCHIVE_IMPORT_FAILED', `${file} holds no image`);
+        await deps.containerd.tagImage(name, names[0]!, s.namespace, signal);
+      }
+    },
+  };
+}
+
+/**
+ * Where CRI reports `pinned` for this image, it must become true (it can lag the label briefly);
+ * where it cannot, say so loudly: kubelet's image GC may delete the pause image.
+ */
+async function verifyPinned(
+  ctx: PhaseContext,
+  cri: CriClient,
+  target: string,
+  runtime: RuntimeFacts,
+): Promise<void> {
+  const caps = runtime.caps;
+  const honoured =
+    caps !== undefined &&
+    (caps.pinsLabelledImages || (caps.pinsSandboxImage && runtime.configuredSandboxImage === target));
+  let image: CriImage | null = null;
+  const until = performance.now() + 2_000;
+  do {
+    image = await cri.imageStatus(target, ctx.signal);
+    if (image?.pinned || !honoured) break;
+    await delay(50, undefined, { signal: ctx.signal });
+  } while (performance.now() < until);
+  ctx.record({ pinned: image?.pinned === true, pinHonoured: honoured });
+  if (!image) throw new BootError('PULL_FAILED', `${target} disappeared right after it was pinned`);
+  if (image.pinned) return;
+  if (honoured)
+    throw new BootError(
+      'PAUSE_NOT_PINNED',
+      `${target} carries ${PINNED_LABEL}=pinned but containerd ${caps?.version} reports it unpinned`,
+    );
+  ctx.warn(
+    `pause image not pinned: containerd ${caps?.version ?? '(unknown version)'} ignores ${PINNED_LABEL}; kubelet image GC can delete ${target} and the re-pull needs ECR credentials kubelet may not have (upgrade containerd to 1.7.10+; the guard timer restores it meanwhile)`,
+  );
+}
