@@ -26,7 +26,11 @@ export function runOnce(argv: string[], env: NodeJS.ProcessEnv = CLEAN_ENV): Sam
 }
 
 /** Interleaves the commands round by round so drift on the machine hits all of them alike. */
-export function interleave(cmds: Record<string, string[]>, rounds: number, warmup = 3): Record<string, Sample[]> {
+export function interleave(
+  cmds: Record<string, string[]>,
+  rounds: number,
+  warmup = 3,
+): Record<string, Sample[]> {
   const out: Record<string, Sample[]> = Object.fromEntries(Object.keys(cmds).map((k) => [k, []]));
   for (let i = 0; i < warmup + rounds; i++)
     for (const [k, argv] of Object.entries(cmds)) {

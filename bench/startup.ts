@@ -6,7 +6,14 @@ export function startupBench(rounds = 30): string {
   const cmds = {
     'node -e 0 (baseline)': ['node', '-e', '0'],
     '--version': ['node', bundle, '--version'],
-    'resolve-image --region eu-west-1 --json': ['node', bundle, 'resolve-image', '--region', 'eu-west-1', '--json'],
+    'resolve-image --region eu-west-1 --json': [
+      'node',
+      bundle,
+      'resolve-image',
+      '--region',
+      'eu-west-1',
+      '--json',
+    ],
     'check --help': ['node', bundle, 'check', '--help'],
   };
   const res = interleave(cmds, rounds);
@@ -14,7 +21,13 @@ export function startupBench(rounds = 30): string {
   const rows = Object.entries(res).map(([name, samples]) => {
     const ms = samples.map((s) => s.ms);
     const rss = samples.map((s) => s.rssKb ?? Number.NaN);
-    return [name, median(ms).toFixed(1), quantile(ms, 0.9).toFixed(1), (median(ms) / base).toFixed(2) + 'x', (median(rss) / 1024).toFixed(1)];
+    return [
+      name,
+      median(ms).toFixed(1),
+      quantile(ms, 0.9).toFixed(1),
+      (median(ms) / base).toFixed(2) + 'x',
+      (median(rss) / 1024).toFixed(1),
+    ];
   });
   return [
     `Cold start, clean environment (no NODE_OPTIONS / NODE_EXTRA_CA_CERTS), ${rounds} interleaved rounds after 3 warm-ups`,
