@@ -1,16 +1,17 @@
 /**
  * Configuration: /etc/node-bootstrap/config.yaml, then config.d/*.yaml merged in name order.
- * Checked once, here, at the edge. This is the only module that reads the environment.
+ * Checked once, here, at the edge. Only this module and env.ts read the environment.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { type Env, readEnv } from './env.js';
 import { BootError } from './errors.js';
 import { PHASE_NAMES, type PhaseName } from './runner/phase.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/node-bootstrap/config.yaml';
-export const DEFAULT_STATE_DIR = '/run/node-bootstrap';
+export { DEFAULT_STATE_DIR } from './env.js';
 
 /** "90s", "2m", "500ms", "1h" or a number of seconds. */
 const durationRe = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
@@ -95,16 +96,7 @@ export interface Config {
   prefetch: { images: string[] };
   timeouts: Record<PhaseName, number>;
   /** The parts of the environment node-bootstrap itself reads (the AWS SDK reads its own). */
-  env: {
-    awsRegion?: string;
-    /** AWS_EC2_METADATA_SERVICE_ENDPOINT / AWS_EC2_METADATA_DISABLED, as the AWS SDK reads them. */
-    imdsEndpoint?: string;
-    imdsDisabled: boolean;
-    /** Set by systemd for units with NotifyAccess=. */
-    notifySocket?: string;
-    /** Set by systemd when stdout/stderr go to the journal. */
-    journalStream?: string;
-  };
+  env: Env;
 }
 
 export const DEFAULT_TIMEOUTS: Record<PhaseName, number> = {
@@ -181,16 +173,6 @@ function merge<T>(base: T, over: unknown): T {
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [k, v] of Object.entries(over)) out[k] = merge(out[k], v);
   return out as T;
-}
-
-export function readEnv(env: NodeJS.ProcessEnv = process.env): Config['env'] {
-  return {
-    awsRegion: env.AWS_REGION || undefined,
-    imdsEndpoint: env.AWS_EC2_METADATA_SERVICE_ENDPOINT || undefined,
-    imdsDisabled: (env.AWS_EC2_METADATA_DISABLED ?? '').toLowerCase() === 'true',
-    notifySocket: env.NOTIFY_SOCKET || undefined,
-    journalStream: env.JOURNAL_STREAM || undefined,
-  };
 }
 
 export interface LoadOptions {

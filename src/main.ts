@@ -4,6 +4,7 @@
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { BootError, EXIT, toBootError } from './errors.js';
+import { heavy } from './lazy.js';
 import { VERSION } from './version.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -27,7 +28,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'run the boot sequence: containerd, sandbox image, resolv.conf, then kubelet',
     usage: 'run [--config FILE] [--skip PHASE[,PHASE]] [--state-dir DIR]',
     options: { ...config, skip: { type: 'string' }, 'state-dir': { type: 'string' } },
-    run: async (v, signal) => (await import('./commands/run.js')).run(v, signal),
+    run: async (v, signal) => (await heavy()).run(v, signal),
   },
   check: {
     summary: 'read-only preflight of this node or image (exit 1 when a check fails)',
@@ -57,7 +58,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'verify the sandbox image is present and pinned; restore it if not',
     usage: 'guard [--config FILE] [--state-dir DIR]',
     options: { ...config, 'state-dir': { type: 'string' } },
-    run: async (v, signal) => (await import('./commands/run.js')).guard(v, signal),
+    run: async (v, signal) => (await heavy()).guard(v, signal),
   },
   report: {
     summary: "print the last boot's timeline",

@@ -1,5 +1,5 @@
 /** `report`: the last run's timeline from <state-dir>/status.json, as a table or --json. */
-import { DEFAULT_STATE_DIR } from '../config.js';
+import { DEFAULT_STATE_DIR } from '../env.js';
 import { BootError, EXIT } from '../errors.js';
 import { type PhaseRecord, readStatus, STATUS_FILE } from '../runner/status.js';
 

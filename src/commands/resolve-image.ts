@@ -1,6 +1,7 @@
 /** `resolve-image`: the region's sandbox image, as data. Pure: no AWS, gRPC or D-Bus. */
-import { readEnv } from '../config.js';
+
 import { resolveSandboxImage } from '../core/sandbox-image.js';
+import { readEnv } from '../env.js';
 import { BootError, EXIT } from '../errors.js';
 
 export async function resolveImage(v: Record<string, string | boolean | undefined>): Promise<number> {

@@ -1,0 +1,6 @@
+/**
+ * The commands that talk to containerd, AWS or D-Bus. In the shipped bundle this part is kept as
+ * source text and compiled only when one of them runs (see lazy.ts), so that `--version`, `--help`,
+ * `resolve-image` and `report` start as fast as Node itself.
+ */
+export { guard, run } from './commands/run.js';
