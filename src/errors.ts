@@ -199,6 +199,21 @@ export class BootError extends Error {
     this.exitCode = spec.exit;
   }
 
+  /**
+   * The shipped bundle carries this class twice (the light entry and the lazily compiled part), so
+   * instanceof is by shape: a BootError from either copy is a BootError to both.
+   */
+  static [Symbol.hasInstance](x: unknown): boolean {
+    const e = x as { name?: unknown; code?: unknown } | null;
+    return (
+      typeof e === 'object' &&
+      e !== null &&
+      e.name === 'BootError' &&
+      typeof e.code === 'string' &&
+      e.code in CODES
+    );
+  }
+
   toJSON(): { code: ErrorCode; message: string; retryable: boolean; hint: string } {
     return { code: this.code, message: this.message, retryable: this.retryable, hint: this.hint };
   }
