@@ -203,7 +203,7 @@ export class BootError extends Error {
    * The shipped bundle carries this class twice (the light entry and the lazily compiled part), so
    * instanceof is by shape: a BootError from either copy is a BootError to both.
    */
-  static [Symbol.hasInstance](x: unknown): boolean {
+  static override [Symbol.hasInstance](x: unknown): boolean {
     const e = x as { name?: unknown; code?: unknown } | null;
     return (
       typeof e === 'object' &&

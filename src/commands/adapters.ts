@@ -1,35 +1,28 @@
 /** Builds the node's adapters from the config: the only place clients are constructed. */
 import { existsSync } from 'node:fs';
+import { createContainerdClient } from '../adapters/containerd.js';
+import { createCriClient } from '../adapters/cri.js';
+import { importArchive } from '../adapters/ctr.js';
+import { createEcr } from '../adapters/ecr.js';
+import { createImds } from '../adapters/imds.js';
+import { unitTail } from '../adapters/journal.js';
+import { createSystemd } from '../adapters/systemd.js';
+import { createTokenCache } from '../adapters/token-cache.js';
 import type { BootAdapters } from '../boot.js';
 import type { Config } from '../config.js';
 
-export async function createAdapters(
-  cfg: Config,
-  stateDir: string,
-): Promise<BootAdapters & { close(): void }> {
-  const [
-    { createCriClient },
-    { createContainerdClient },
-    { createEcr },
-    { createImds },
-    { createTokenCache },
-    ctr,
-  ] = await Promise.all([
-    import('../adapters/cri.js'),
-    import('../adapters/containerd.js'),
-    import('../adapters/ecr.js'),
-    import('../adapters/imds.js'),
-    import('../adapters/token-cache.js'),
-    import('../adapters/ctr.js'),
-  ]);
+export function createAdapters(cfg: Config, stateDir: string): BootAdapters & { close(): void } {
   const socket = cfg.containerd.socket;
   const cri = createCriClient(socket);
   const containerd = createContainerdClient(socket);
   const imds = createImds({ endpoint: cfg.env.imdsEndpoint, disabled: cfg.env.imdsDisabled });
+  const systemd = createSystemd();
   const ecrClients = new Map<string, ReturnType<typeof createEcr>>();
   return {
     cri,
     containerd,
+    systemd,
+    kubelet: { systemd, tail: unitTail },
     sandbox: {
       cri,
       containerd,
@@ -41,12 +34,13 @@ export async function createAdapters(
       },
       tokens: createTokenCache({ dir: stateDir }),
       importArchive: (file, snapshotter, signal) =>
-        ctr.importArchive(file, { socket, namespace: cfg.containerd.namespace, snapshotter }, signal),
+        importArchive(file, { socket, namespace: cfg.containerd.namespace, snapshotter }, signal),
       archiveExists: (file) => existsSync(file),
     },
     close() {
       cri.close();
       containerd.close();
+      systemd.close();
     },
   };
 }

@@ -1,8 +1,11 @@
 /** `run` and `guard`: load the config, build the adapters, run a sequence, print one verdict line. */
+
+import { createJournal } from '../adapters/journal.js';
+import { createNotifier } from '../adapters/notify.js';
 import { type BootAdapters, bootSequence, guardSequence } from '../boot.js';
 import { type Config, DEFAULT_STATE_DIR, loadConfig } from '../config.js';
 import { BootError, EXIT } from '../errors.js';
-import { createLogger } from '../log.js';
+import { createLogger, journalDestination } from '../log.js';
 import { isPhaseName, PHASE_NAMES, type Phase, type PhaseName } from '../runner/phase.js';
 import { runPhases } from '../runner/runner.js';
 import { VERSION } from '../version.js';
@@ -25,7 +28,7 @@ export function parseSkip(value: string | undefined): Set<PhaseName> {
 
 async function sequence(
   command: 'run' | 'guard',
-  build: (cfg: Config, a: BootAdapters) => Phase[],
+  build: (cfg: Config, a: BootAdapters, stateDir: string) => Phase[],
   v: Values,
   signal: AbortSignal,
 ): Promise<number> {
@@ -33,13 +36,20 @@ async function sequence(
   const skip = parseSkip(v.skip as string | undefined);
   const cfg = loadConfig({ file: v.config as string | undefined });
   const stateDir = (v['state-dir'] as string | undefined) ?? DEFAULT_STATE_DIR;
-  const log = createLogger();
+  // Under systemd (stdout goes to the journal) entries go to journald natively, with fields.
+  const journal = cfg.env.journalStream ? createJournal() : undefined;
+  const log = createLogger(journal ? { destination: journalDestination(journal.send) } : {});
+  const notifier = createNotifier(cfg.env.notifySocket);
   // Process warnings (e.g. the AWS SDK's Node 20 notice) as one structured line, not a stderr paragraph.
   process.removeAllListeners('warning');
-  process.on('warning', (w) => log.warn({ warning: w.name }, w.message.replace(/\s+/g, ' ').trim()));
-  const adapters = await createAdapters(cfg, stateDir);
+  process.on('warning', (w) => {
+    // The lazily compiled part uses vm's main-context loader, still flagged experimental on Node 20.
+    const level = w.name === 'ExperimentalWarning' ? 'debug' : 'warn';
+    log[level]({ warning: w.name }, w.message.replace(/\s+/g, ' ').trim());
+  });
+  const adapters = createAdapters(cfg, stateDir);
   try {
-    const { status, error } = await runPhases(build(cfg, adapters), {
+    const { status, error } = await runPhases(build(cfg, adapters, stateDir), {
       command,
       version: VERSION,
       log,
@@ -48,6 +58,7 @@ async function sequence(
       stateDir,
       statusFile: command === 'run' ? 'status.json' : 'guard.json',
       configSources: cfg.sources,
+      notify: notifier.status,
     });
     const took = Date.parse(status.finishedAt ?? status.startedAt) - Date.parse(status.startedAt);
     if (error) {
@@ -62,6 +73,8 @@ async function sequence(
     return EXIT.ok;
   } finally {
     adapters.close();
+    await notifier.flush();
+    await journal?.flush();
   }
 }
 

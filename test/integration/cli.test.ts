@@ -96,7 +96,7 @@ describe('node-bootstrap CLI', () => {
     const c = configDir(
       `containerd:\n  socket: /tmp/nb-none-${process.pid}/c.sock\ntimeouts:\n  containerd-socket: 300ms\n`,
     );
-    const r = await cli(['run', '--config', c.file, '--state-dir', c.state]);
+    const r = await cli(['run', '--config', c.file, '--state-dir', c.state, '--skip', 'containerd-unit']);
     expect(r.code).toBe(75);
     expect(r.stdout).toMatch(
       /^node-bootstrap: FAILED phase=containerd-socket code=CONTAINERD_SOCKET_TIMEOUT retryable=true/m,
@@ -104,12 +104,21 @@ describe('node-bootstrap CLI', () => {
     expect(r.stderr).toMatch(/never appeared after 0\.\ds/);
     const status = JSON.parse(readFileSync(join(c.state, 'status.json'), 'utf8'));
     expect(status).toMatchObject({ result: 'failed', exitCode: 75 });
-    expect(status.phases[0]).toMatchObject({ name: 'containerd-socket', result: 'failed' });
+    expect(status.phases[0]).toMatchObject({ name: 'containerd-unit', result: 'skipped' });
+    expect(status.phases[1]).toMatchObject({ name: 'containerd-socket', result: 'failed' });
     const report = await cli(['report', '--state-dir', c.state]);
     expect(report.code).toBe(0);
     expect(report.stdout).toMatch(/containerd-socket\s+failed\s+\d+ ms\s+CONTAINERD_SOCKET_TIMEOUT/);
     expect(report.stdout).toMatch(/^fix: /m);
     expect(JSON.parse((await cli(['report', '--state-dir', c.state, '--json'])).stdout)).toEqual(status);
+  });
+
+  it('without a system bus, containerd-unit fails fast with DBUS_UNAVAILABLE (retryable, exit 75)', async () => {
+    const c = configDir('containerd:\n  socket: /tmp/nb-none.sock\n');
+    const env = { ...ENV, DBUS_SYSTEM_BUS_ADDRESS: `unix:path=/tmp/nb-no-bus-${process.pid}` };
+    const r = await cli(['run', '--config', c.file, '--state-dir', c.state], env);
+    expect(r.code).toBe(75);
+    expect(r.stdout).toMatch(/FAILED phase=containerd-unit code=DBUS_UNAVAILABLE/);
   });
 
   it('report without a timeline says where it looked (exit 2)', async () => {
@@ -120,9 +129,13 @@ describe('node-bootstrap CLI', () => {
 
   it('SIGTERM while waiting aborts at once: exit 75, ABORTED in status.json', async () => {
     const c = configDir(`containerd:\n  socket: /tmp/nb-none-${process.pid}/c.sock\n`);
-    const child = spawn(process.execPath, [BIN, 'run', '--config', c.file, '--state-dir', c.state], {
-      env: ENV,
-    });
+    const child = spawn(
+      process.execPath,
+      [BIN, 'run', '--config', c.file, '--state-dir', c.state, '--skip', 'containerd-unit'],
+      {
+        env: ENV,
+      },
+    );
     let stdout = '';
     child.stdout.on('data', (d) => {
       stdout += String(d);
@@ -138,6 +151,6 @@ describe('node-bootstrap CLI', () => {
     expect(Date.now() - sent).toBeLessThan(1_000);
     expect(stdout).toMatch(/FAILED phase=containerd-socket code=ABORTED/);
     const status = JSON.parse(readFileSync(join(c.state, 'status.json'), 'utf8'));
-    expect(status.phases[0].error.message).toMatch(/received SIGTERM/);
+    expect(status.phases[1].error.message).toMatch(/received SIGTERM/);
   });
 });

@@ -1,0 +1,145 @@
+/**
+ * systemd over the system bus (dbus-next): unit state, state changes as events, and starting a unit
+ * with its job tracked to the end. Thin: decisions live in core/unit-state.ts.
+ */
+import dbus from 'dbus-next';
+import type { UnitState } from '../core/unit-state.js';
+
+const SYSTEMD = 'org.freedesktop.systemd1';
+const UNIT = 'org.freedesktop.systemd1.Unit';
+
+export interface Systemd {
+  state(unit: string): Promise<UnitState>;
+  /**
+   * Calls onChange with the unit's state now and at every PropertiesChanged of the unit, until the
+   * returned function is called.
+   */
+  watch(unit: string, onChange: (s: UnitState) => void): Promise<() => void>;
+  /** StartUnit(unit, "replace"); resolves with the job's result (done, failed, skipped, timeout, ...). */
+  start(unit: string, signal: AbortSignal): Promise<string>;
+  close(): void;
+}
+
+interface Props {
+  Get(iface: string, name: string): Promise<{ value: unknown }>;
+  GetAll(iface: string): Promise<Record<string, { value: unknown }>>;
+  on(event: 'PropertiesChanged', cb: (iface: string) => void): void;
+  removeListener(event: 'PropertiesChanged', cb: (iface: string) => void): void;
+}
+interface Manager {
+  Subscribe(): Promise<void>;
+  LoadUnit(name: string): Promise<string>;
+  StartUnit(name: string, mode: string): Promise<string>;
+  on(event: 'JobRemoved', cb: (id: number, job: string, unit: string, result: string) => void): void;
+  removeListener(
+    event: 'JobRemoved',
+    cb: (id: number, job: string, unit: string, result: string) => void,
+  ): void;
+}
+
+/** Connects on first use only, so a run that skips the D-Bus phases never touches the bus. */
+export function createSystemd(): Systemd {
+  let bus: dbus.MessageBus | undefined;
+  let failed: Promise<never> | undefined;
+  const getBus = (): dbus.MessageBus => {
+    if (!bus) {
+      const b = dbus.systemBus();
+      // A bus that cannot be reached reports it here, not through the pending calls.
+      failed = new Promise<never>((_, reject) => b.on('error', reject));
+      failed.catch(() => {});
+      bus = b;
+    }
+    return bus;
+  };
+  const viaBus = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed as Promise<never>]);
+  let manager: Promise<Manager> | undefined;
+  const getManager = (): Promise<Manager> => {
+    manager ??= (async () => {
+      const bus = getBus();
+      const obj = await viaBus(bus.getProxyObject(SYSTEMD, '/org/freedesktop/systemd1'));
+      const m = obj.getInterface(`${SYSTEMD}.Manager`) as unknown as Manager;
+      await viaBus(m.Subscribe());
+      return m;
+    })();
+    return manager;
+  };
+  const unitProps = async (unit: string): Promise<Props> => {
+    const path = await viaBus((await getManager()).LoadUnit(unit));
+    const obj = await viaBus(getBus().getProxyObject(SYSTEMD, path));
+    return obj.getInterface('org.freedesktop.DBus.Properties') as unknown as Props;
+  };
+  const read = async (props: Props): Promise<UnitState> => {
+    const all = await viaBus(props.GetAll(UNIT));
+    const str = (k: string): string => String(all[k]?.value ?? '');
+    const job = all.Job?.value as [number, string] | undefined;
+    const result = await props
+      .Get(`${SYSTEMD}.Service`, 'Result')
+      .then((v) => String(v.value))
+      .catch(() => '');
+    return {
+      loadState: str('LoadState'),
+      activeState: str('ActiveState'),
+      subState: str('SubState'),
+      result,
+      hasJob: Array.isArray(job) && job[0] !== 0,
+    };
+  };
+
+  return {
+    state: async (unit) => read(await unitProps(unit)),
+
+    async watch(unit, onChange) {
+      const props = await unitProps(unit);
+      let busy = Promise.resolve();
+      const refresh = (): void => {
+        busy = busy.then(() => read(props).then(onChange, () => {}));
+      };
+      const onProps = (iface: string): void => {
+        if (iface === UNIT || iface === `${SYSTEMD}.Service`) refresh();
+      };
+      props.on('PropertiesChanged', onProps);
+      refresh();
+      return () => props.removeListener('PropertiesChanged', onProps);
+    },
+
+    async start(unit, signal) {
+      const m = await getManager();
+      return new Promise<string>((resolve, reject) => {
+        let jobPath: string | undefined;
+        const early = new Map<string, string>();
+        // Listening BEFORE StartUnit: a fast job can be removed before the call returns.
+        const onRemoved = (_id: number, job: string, _unit: string, result: string): void => {
+          if (jobPath === undefined) early.set(job, result);
+          else if (job === jobPath) finish(result);
+        };
+        const onAbort = (): void => {
+          cleanup();
+          reject(signal.reason);
+        };
+        const cleanup = (): void => {
+          m.removeListener('JobRemoved', onRemoved);
+          signal.removeEventListener('abort', onAbort);
+        };
+        const finish = (result: string): void => {
+          cleanup();
+          resolve(result);
+        };
+        m.on('JobRemoved', onRemoved);
+        signal.addEventListener('abort', onAbort, { once: true });
+        m.StartUnit(unit, 'replace').then(
+          (path) => {
+            jobPath = path;
+            const r = early.get(path);
+            if (r !== undefined) finish(r);
+          },
+          (err: unknown) => {
+            cleanup();
+            reject(err);
+          },
+        );
+      });
+    },
+
+    close: () => bus?.disconnect(),
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * Phase kubelet: open the gate (the marker kubelet's drop-in requires), then start kubelet over
+ * D-Bus and follow its job to the end. kubelet is not ordered after node-bootstrap, so starting it
+ * from inside our own start job cannot deadlock.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Systemd } from '../adapters/systemd.js';
+import { BootError } from '../errors.js';
+import type { Phase } from '../runner/phase.js';
+
+export interface KubeletDeps {
+  systemd: Systemd;
+  /** The last lines of a unit's journal, for the error message. */
+  tail: (unit: string, lines: number, signal: AbortSignal) => Promise<string[]>;
+}
+
+export function kubelet(deps: KubeletDeps, unit: string, marker: string, timeoutMs: number): Phase {
+  return {
+    name: 'kubelet',
+    timeoutMs,
+    async run(ctx) {
+      mkdirSync(dirname(marker), { recursive: true, mode: 0o755 });
+      writeFileSync(marker, `${new Date().toISOString()}\n`, { mode: 0o644 });
+      ctx.status(`starting ${unit}`);
+      const result = await deps.systemd.start(unit, ctx.signal);
+      const state = await deps.systemd.state(unit);
+      ctx.record({ kubeletJob: result, kubeletState: `${state.activeState}/${state.subState}` });
+      if (result === 'done' && (state.activeState === 'active' || state.activeState === 'activating')) return;
+      const tail = await deps.tail(unit, 10, ctx.signal);
+      const why =
+        result === 'skipped'
+          ? `its start condition is unmet (is the node-bootstrap drop-in's marker ${marker} readable?)`
+          : `job result ${result}, now ${state.activeState}/${state.subState} (Result=${state.result})`;
+      throw new BootError(
+        'KUBELET_START_FAILED',
+        `${unit} did not start: ${why}${tail.length ? `; last journal lines: ${tail.join(' | ')}` : ''}`,
+        { hint: `read \`journalctl -u ${unit} -b\`` },
+      );
+    },
+  };
+}
