@@ -83,7 +83,7 @@ export function sandboxImage(
           onRetry: (err, n) =>
             ctx.status(`no source could serve ${target} (pass ${n}), retrying: ${err.code}`),
         });
-        image = await deps.cri.imageStatus(target, signal);
+        image = await visibleInCri(deps.cri, target, signal);
         if (!image)
           throw new BootError(
             'PULL_FAILED',
@@ -191,6 +191,20 @@ export function sandboxImage(
       }
     },
   };
+}
+
+/**
+ * A name made through containerd's own API (a fallback's retag, an archive import) reaches CRI's
+ * image cache through containerd's event stream: ImageStatus can miss it for a few ms (longer under
+ * load), on 1.6 and 1.7 alike. A CRI pull is visible at once.
+ */
+async function visibleInCri(cri: CriClient, target: string, signal: AbortSignal): Promise<CriImage | null> {
+  const until = performance.now() + 2_000;
+  for (;;) {
+    const image = await cri.imageStatus(target, signal);
+    if (image || performance.now() >= until) return image;
+    await delay(25, undefined, { signal });
+  }
 }
 
 /**
