@@ -23,6 +23,8 @@ export async function retrying<T>(
   opts: RetryOptions = {},
 ): Promise<T> {
   let last: BootError | undefined;
+  /** The verdict of a nested retry that reached this same deadline (its own last real failure). */
+  let nested: BootError | undefined;
   let attempts = 0;
   try {
     return await pRetry(
@@ -31,8 +33,12 @@ export async function retrying<T>(
         try {
           return await fn(attempt);
         } catch (err) {
-          // An attempt cut short by the signal says nothing new about the peer.
-          if (signal.aborted) throw err;
+          // An attempt cut short by the signal says nothing new about the peer, except when a
+          // nested retry already turned what it saw into a verdict at this deadline.
+          if (signal.aborted) {
+            if (isDeadline(signal) && err instanceof BootError && err.code !== 'ABORTED') nested = err;
+            throw err;
+          }
           last = toBootError(err);
           // p-retry never retries TypeErrors; BootError carries our own verdict instead.
           throw last;
@@ -64,6 +70,8 @@ export async function retrying<T>(
         },
       );
     }
+    // A first attempt cut by the deadline: what the nested retry saw beats "timed out".
+    if (isDeadline(signal) && nested) throw nested;
     if (signal.aborted) throw signal.reason;
     throw err instanceof BootError ? err : toBootError(err);
   }
