@@ -39,10 +39,15 @@ interface Stored {
 }
 
 const fileName = (registryId: string): string => {
-  if (!/^\d{12}$/.test(registryId))
-    throw new BootError('CONFIG_INVALID', `"${registryId}" is not an ECR registry id (12 digits)`, {
-      hint: 'fix the sandbox image reference: its host must be <account>.dkr.ecr.<region>.amazonaws.com',
-    });
+  // An ECR token is good in the region that issued it only: the key is "<account>" or "<account>.<region>".
+  if (!/^\d{12}(\.[a-z]{2,5}(-[a-z]+)+-\d+)?$/.test(registryId))
+    throw new BootError(
+      'CONFIG_INVALID',
+      `"${registryId}" is not an ECR registry id (12 digits, optionally .<region>)`,
+      {
+        hint: 'fix the sandbox image reference: its host must be <account>.dkr.ecr.<region>.amazonaws.com',
+      },
+    );
   return `ecr-token-${registryId}.json`;
 };
 

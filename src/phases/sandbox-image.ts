@@ -134,7 +134,7 @@ export function sandboxImage(
         const ecr = src.ecr;
         if (ecr) {
           ctx.status(`getting an ECR token for ${ecr.account} (${ecr.region})`);
-          const got = await deps.tokens.getOrFetch(ecr.account, () =>
+          const got = await deps.tokens.getOrFetch(`${ecr.account}.${ecr.region}`, () =>
             deps.ecr(ecr.region).getAuthorizationToken(ecr.account, signal),
           );
           auth = { username: got.token.username, password: got.token.password };
@@ -166,7 +166,7 @@ export function sandboxImage(
           if (!(ecr && cached && err instanceof BootError && err.code === 'PULL_UNAUTHORIZED')) throw err;
           ctx.log.warn({ image: src.image }, 'registry refused the cached ECR token: fetching a new one');
           const fresh = await deps.ecr(ecr.region).getAuthorizationToken(ecr.account, signal);
-          await deps.tokens.put(ecr.account, fresh);
+          await deps.tokens.put(`${ecr.account}.${ecr.region}`, fresh);
           await pull({ username: fresh.username, password: fresh.password });
         }
         if (src.image !== name) await deps.containerd.tagImage(name, src.image, s.namespace, signal);

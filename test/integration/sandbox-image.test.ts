@@ -39,7 +39,7 @@ const VERSIONS = ['1.6', '1.7'] as const;
  */
 const step = it.sequential;
 const ACCOUNT = '602401143452';
-const TOKEN_FILE = `ecr-token-${ACCOUNT}.json`;
+const TOKEN_FILE = `ecr-token-${ACCOUNT}.us-west-2.json`;
 /** Real short deadlines: long enough for one pass over every source, short enough for a fast suite. */
 const TIMEOUTS = { 'containerd-socket': '6s', cri: '6s', 'sandbox-image': '8s' };
 const FAIL_DEADLINE_MS = 4_000;
@@ -232,7 +232,7 @@ describe.concurrent.each(VERSIONS)('sandbox image on containerd %s (bundle run/g
       writeFileSync(
         cache,
         JSON.stringify({
-          registryId: ACCOUNT,
+          registryId: `${ACCOUNT}.us-west-2`,
           username: 'AWS',
           password: stale,
           expiresAt: new Date(Date.now() + 6 * 3600_000).toISOString(),
