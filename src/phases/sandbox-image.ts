@@ -5,25 +5,19 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ContainerdClient } from '../adapters/containerd.js';
 import { PINNED_LABEL } from '../adapters/containerd.js';
-import type { CriClient, CriImage, RegistryAuth } from '../adapters/cri.js';
-import type { Ecr } from '../adapters/ecr.js';
-import type { TokenCache } from '../adapters/token-cache.js';
-import { classifyPullError } from '../core/grpc-errors.js';
+import type { CriClient, CriImage } from '../adapters/cri.js';
 import { resolveSandboxImage } from '../core/sandbox-image.js';
 import { planSandboxImage, type Source } from '../core/sandbox-plan.js';
 import { BootError, toBootError } from '../errors.js';
 import type { Phase, PhaseContext } from '../runner/phase.js';
 import { retrying } from '../runner/retry.js';
 import type { RuntimeFacts } from './cri.js';
+import { type PullDeps, pullImage } from './pull.js';
 
-export interface SandboxImageDeps {
-  cri: CriClient;
+export interface SandboxImageDeps extends PullDeps {
   containerd: ContainerdClient;
   /** The node's region from IMDSv2, asked only when config and AWS_REGION say nothing. */
   imdsRegion: (signal: AbortSignal) => Promise<string>;
-  /** An ECR API client for a registry's region (the SDK loads on first use only). */
-  ecr: (region: string) => Ecr;
-  tokens: TokenCache;
   /** Imports an image archive through containerd; returns the names it created. */
   importArchive: (file: string, snapshotter: string | undefined, signal: AbortSignal) => Promise<string[]>;
   archiveExists: (file: string) => boolean;
@@ -129,46 +123,7 @@ export function sandboxImage(
       }
 
       async function fromRegistry(src: Extract<Source, { kind: 'registry' }>, name: string): Promise<void> {
-        let auth: RegistryAuth | undefined;
-        let cached = false;
-        const ecr = src.ecr;
-        if (ecr) {
-          ctx.status(`getting an ECR token for ${ecr.account} (${ecr.region})`);
-          const got = await deps.tokens.getOrFetch(`${ecr.account}.${ecr.region}`, () =>
-            deps.ecr(ecr.region).getAuthorizationToken(ecr.account, signal),
-          );
-          auth = { username: got.token.username, password: got.token.password };
-          cached = got.cached;
-        }
-        const pull = (creds: RegistryAuth | undefined) =>
-          retrying(
-            signal,
-            async () => {
-              try {
-                await deps.cri.pullImage(src.image, creds, signal);
-              } catch (err) {
-                if (signal.aborted) throw err;
-                throw classifyPullError(err, src.image);
-              }
-            },
-            {
-              retries: (s.attemptsPerSource ?? 3) - 1,
-              minDelayMs: 250,
-              maxDelayMs: 2_000,
-              onRetry: (err, n) => ctx.status(`pulling ${src.image} (attempt ${n + 1}): ${err.code}`),
-            },
-          );
-        ctx.status(`pulling ${src.image}`);
-        try {
-          await pull(auth);
-        } catch (err) {
-          // A cached token the registry refuses is refreshed once; a fresh one refused is final.
-          if (!(ecr && cached && err instanceof BootError && err.code === 'PULL_UNAUTHORIZED')) throw err;
-          ctx.log.warn({ image: src.image }, 'registry refused the cached ECR token: fetching a new one');
-          const fresh = await deps.ecr(ecr.region).getAuthorizationToken(ecr.account, signal);
-          await deps.tokens.put(`${ecr.account}.${ecr.region}`, fresh);
-          await pull({ username: fresh.username, password: fresh.password });
-        }
+        await pullImage(deps, src.image, ctx, s.attemptsPerSource ?? 3);
         if (src.image !== name) await deps.containerd.tagImage(name, src.image, s.namespace, signal);
       }
 
