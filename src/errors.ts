@@ -153,6 +153,16 @@ export const CODES = {
     exit: EXIT.config,
     hint: "fix the resolv.conf kubelet uses (kubelet's resolvConf) so that pods get a reachable nameserver",
   },
+  RESOLV_CONF_MISSING: {
+    retryable: false,
+    exit: EXIT.config,
+    hint: "create the resolv.conf kubelet uses, or point kubelet's resolvConf (or --resolv-conf) at an existing file",
+  },
+  KUBELET_CONFIG_INVALID: {
+    retryable: false,
+    exit: EXIT.config,
+    hint: "fix kubelet's config file (--config, or kubelet.config in node-bootstrap's config); kubelet will not start with it",
+  },
   KUBELET_START_FAILED: {
     retryable: false,
     exit: EXIT.unavailable,
