@@ -72,7 +72,30 @@ const FileSchema = z.strictObject({
     .optional(),
   prefetch: z
     .strictObject({
-      images: z.array(imageRef).optional(),
+      images: z
+        .array(
+          z.union([
+            imageRef,
+            z.strictObject({
+              image: imageRef,
+              priority: z.number().int().optional(),
+              sizeMB: z.number().positive().optional(),
+            }),
+          ]),
+        )
+        .optional(),
+      budgetMBps: z.number().positive().optional(),
+      maxConcurrent: z.number().int().positive().optional(),
+      registryQps: z.number().positive().optional(),
+      pressure: z
+        .strictObject({
+          some: z.number().min(0).max(100).optional(),
+          full: z.number().min(0).max(100).optional(),
+        })
+        .optional(),
+      jitter: z.union([z.literal(0), z.literal('0'), duration]).optional(),
+      maxWait: duration.optional(),
+      timeout: duration.optional(),
     })
     .optional(),
   timeouts: z.strictObject(Object.fromEntries(PHASE_NAMES.map((p) => [p, duration.optional()]))).optional(),
@@ -93,10 +116,32 @@ export interface Config {
     archive: string;
   };
   kubelet: { unit: string; resolvConf?: string };
-  prefetch: { images: string[] };
+  prefetch: PrefetchConfig;
   timeouts: Record<PhaseName, number>;
   /** The parts of the environment node-bootstrap itself reads (the AWS SDK reads its own). */
   env: Env;
+}
+
+export interface PrefetchImage {
+  image: string;
+  /** Higher first (default 0). */
+  priority: number;
+  /** Size hint for admission; else estimated, then measured through CRI. */
+  sizeMB?: number;
+}
+
+export interface PrefetchConfig {
+  images: PrefetchImage[];
+  budgetMBps: number;
+  maxConcurrent: number;
+  registryQps: number;
+  pressure: { some: number; full: number };
+  /** Start spread window (0: none). */
+  jitterMs: number;
+  /** With nothing in flight, a pull starts after waiting this long whatever the pressure. */
+  maxWaitMs: number;
+  /** Deadline of the whole prefetch command. */
+  timeoutMs: number;
 }
 
 export const DEFAULT_TIMEOUTS: Record<PhaseName, number> = {
@@ -219,8 +264,25 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       unit: merged.kubelet?.unit ?? 'kubelet.service',
       resolvConf: merged.kubelet?.resolvConf,
     },
-    prefetch: { images: merged.prefetch?.images ?? [] },
+    prefetch: prefetchConfig(merged.prefetch),
     timeouts,
     env: readEnv(env),
+  };
+}
+
+function prefetchConfig(p: FileConfig['prefetch']): PrefetchConfig {
+  const ms = (v: string | number | undefined, dflt: number): number =>
+    v === undefined ? dflt : v === 0 || v === '0' ? 0 : parseDuration(v)!;
+  return {
+    images: (p?.images ?? []).map((i) =>
+      typeof i === 'string' ? { image: i, priority: 0 } : { ...i, priority: i.priority ?? 0 },
+    ),
+    budgetMBps: p?.budgetMBps ?? 125,
+    maxConcurrent: p?.maxConcurrent ?? 2,
+    registryQps: p?.registryQps ?? 5,
+    pressure: { some: p?.pressure?.some ?? 20, full: p?.pressure?.full ?? 5 },
+    jitterMs: ms(p?.jitter, 30_000),
+    maxWaitMs: ms(p?.maxWait, 30_000),
+    timeoutMs: ms(p?.timeout, 1_800_000),
   };
 }

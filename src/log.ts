@@ -55,6 +55,8 @@ const FIELDS: Record<string, string> = {
   image: 'NODE_BOOTSTRAP_IMAGE',
   source: 'NODE_BOOTSTRAP_SOURCE',
   command: 'NODE_BOOTSTRAP_COMMAND',
+  bytes: 'NODE_BOOTSTRAP_BYTES',
+  waitMs: 'NODE_BOOTSTRAP_WAIT_MS',
 };
 
 /** One pino JSON line → journald fields (pure). Secrets were redacted by pino before this. */

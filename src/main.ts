@@ -50,9 +50,9 @@ const COMMANDS: Record<string, Command> = {
   },
   prefetch: {
     summary: 'pull the configured images, staggered and I/O-aware',
-    usage: 'prefetch [--config FILE]',
-    options: { ...config },
-    run: notBuilt('prefetch'),
+    usage: 'prefetch [--config FILE] [--state-dir DIR]',
+    options: { ...config, 'state-dir': { type: 'string' } },
+    run: async (v, signal) => (await heavy()).prefetch(v, signal),
   },
   guard: {
     summary: 'verify the sandbox image is present and pinned; restore it if not',

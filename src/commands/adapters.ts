@@ -10,6 +10,7 @@ import { createSystemd } from '../adapters/systemd.js';
 import { createTokenCache } from '../adapters/token-cache.js';
 import type { BootAdapters } from '../boot.js';
 import type { Config } from '../config.js';
+import type { PullDeps } from '../phases/pull.js';
 
 export function createAdapters(cfg: Config, stateDir: string): BootAdapters & { close(): void } {
   const socket = cfg.containerd.socket;
@@ -42,5 +43,22 @@ export function createAdapters(cfg: Config, stateDir: string): BootAdapters & { 
       containerd.close();
       systemd.close();
     },
+  };
+}
+
+/** What pulling images needs (prefetch): CRI, ECR per region, the token cache. No D-Bus. */
+export function createPullAdapters(cfg: Config, stateDir: string): PullDeps & { close(): void } {
+  const cri = createCriClient(cfg.containerd.socket);
+  const imds = createImds({ endpoint: cfg.env.imdsEndpoint, disabled: cfg.env.imdsDisabled });
+  const ecrClients = new Map<string, ReturnType<typeof createEcr>>();
+  return {
+    cri,
+    ecr: (region) => {
+      const c = ecrClients.get(region) ?? createEcr({ region, imds });
+      ecrClients.set(region, c);
+      return c;
+    },
+    tokens: createTokenCache({ dir: stateDir }),
+    close: () => cri.close(),
   };
 }

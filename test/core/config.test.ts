@@ -49,7 +49,7 @@ describe('loadConfig', () => {
     expect(cfg.region).toBe('eu-west-2');
     expect(cfg.containerd.socket).toBe('/a.sock');
     expect(cfg.containerd.namespace).toBe('other');
-    expect(cfg.prefetch.images).toEqual(['r.io/b:2']);
+    expect(cfg.prefetch.images).toEqual([{ image: 'r.io/b:2', priority: 0 }]);
     expect(cfg.sources.map((s) => s.slice(dir.length))).toEqual([
       '/config.yaml',
       '/config.d/10-early.yaml',
