@@ -11,6 +11,7 @@ import { containerdSocket } from './phases/containerd-socket.js';
 import { containerdUnit } from './phases/containerd-unit.js';
 import { cri, type RuntimeFacts } from './phases/cri.js';
 import { type KubeletDeps, kubelet } from './phases/kubelet.js';
+import { type ResolvConfDeps, resolvConf } from './phases/resolv-conf.js';
 import { type SandboxImageDeps, sandboxImage } from './phases/sandbox-image.js';
 import type { Phase } from './runner/phase.js';
 
@@ -19,6 +20,7 @@ export interface BootAdapters {
   containerd: ContainerdClient;
   systemd: Systemd;
   sandbox: SandboxImageDeps;
+  resolvConf: ResolvConfDeps;
   kubelet: KubeletDeps;
 }
 
@@ -33,6 +35,7 @@ export function bootSequence(cfg: Config, a: BootAdapters, stateDir: string): Ph
     containerdSocket(cfg.containerd.socket, t['containerd-socket']),
     cri(a.cri, a.containerd, cfg.containerd.socket, t.cri, runtime),
     sandboxImage(a.sandbox, sandboxSettings(cfg), runtime, t['sandbox-image']),
+    resolvConf(a.resolvConf, { ...cfg.kubelet, stateDir }, runtime, t['resolv-conf']),
     kubelet(a.kubelet, cfg.kubelet.unit, join(stateDir, GATE_MARKER), t.kubelet),
   ];
 }

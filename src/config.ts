@@ -28,6 +28,10 @@ const duration = z.union([z.number(), z.string()]).refine((v) => parseDuration(v
   message: 'expected a positive duration such as 90s, 2m, 500ms, or a number of seconds',
 });
 
+/** kubelet.resolvConfPolicy: what the resolv-conf phase does with a file that would break pods. */
+export const RESOLV_CONF_POLICIES = ['fail', 'warn', 'repair'] as const;
+export type ResolvConfPolicy = (typeof RESOLV_CONF_POLICIES)[number];
+
 const absPath = z.string().startsWith('/', { message: 'expected an absolute path' });
 const unitName = z.string().regex(/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$/, {
   message: 'expected a systemd unit name such as containerd.service',
@@ -68,6 +72,8 @@ const FileSchema = z.strictObject({
     .strictObject({
       unit: unitName.optional(),
       resolvConf: absPath.optional(),
+      config: absPath.optional(),
+      resolvConfPolicy: z.enum(RESOLV_CONF_POLICIES).optional(),
     })
     .optional(),
   prefetch: z
@@ -115,7 +121,7 @@ export interface Config {
     fallbacks: string[];
     archive: string;
   };
-  kubelet: { unit: string; resolvConf?: string };
+  kubelet: { unit: string; resolvConf?: string; config?: string; resolvConfPolicy: ResolvConfPolicy };
   prefetch: PrefetchConfig;
   timeouts: Record<PhaseName, number>;
   /** The parts of the environment node-bootstrap itself reads (the AWS SDK reads its own). */
@@ -263,6 +269,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     kubelet: {
       unit: merged.kubelet?.unit ?? 'kubelet.service',
       resolvConf: merged.kubelet?.resolvConf,
+      config: merged.kubelet?.config,
+      resolvConfPolicy: merged.kubelet?.resolvConfPolicy ?? 'fail',
     },
     prefetch: prefetchConfig(merged.prefetch),
     timeouts,

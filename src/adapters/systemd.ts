@@ -17,6 +17,8 @@ export interface Systemd {
   watch(unit: string, onChange: (s: UnitState) => void): Promise<() => void>;
   /** StartUnit(unit, "replace"); resolves with the job's result (done, failed, skipped, timeout, ...). */
   start(unit: string, signal: AbortSignal): Promise<string>;
+  /** daemon-reload: systemd re-reads unit files and drop-ins; resolves when it is done. */
+  reload(signal: AbortSignal): Promise<void>;
   close(): void;
 }
 
@@ -28,6 +30,7 @@ interface Props {
 }
 interface Manager {
   Subscribe(): Promise<void>;
+  Reload(): Promise<void>;
   LoadUnit(name: string): Promise<string>;
   StartUnit(name: string, mode: string): Promise<string>;
   on(event: 'JobRemoved', cb: (id: number, job: string, unit: string, result: string) => void): void;
@@ -137,6 +140,19 @@ export function createSystemd(): Systemd {
             reject(err);
           },
         );
+      });
+    },
+
+    async reload(signal) {
+      const m = await getManager();
+      // The reply comes once systemd has reloaded; the signal abandons the wait, not the reload.
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => reject(signal.reason);
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+        viaBus(m.Reload())
+          .then(resolve, reject)
+          .finally(() => signal.removeEventListener('abort', onAbort));
       });
     },
 

@@ -6,6 +6,7 @@ import { importArchive } from '../adapters/ctr.js';
 import { createEcr } from '../adapters/ecr.js';
 import { createImds } from '../adapters/imds.js';
 import { unitTail } from '../adapters/journal.js';
+import { createNodeFiles, removeFile, writeFileAtomic } from '../adapters/node-files.js';
 import { createSystemd } from '../adapters/systemd.js';
 import { createTokenCache } from '../adapters/token-cache.js';
 import type { BootAdapters } from '../boot.js';
@@ -23,6 +24,12 @@ export function createAdapters(cfg: Config, stateDir: string): BootAdapters & { 
     cri,
     containerd,
     systemd,
+    resolvConf: {
+      files: createNodeFiles('/'),
+      write: writeFileAtomic,
+      remove: removeFile,
+      reload: (signal) => systemd.reload(signal),
+    },
     kubelet: { systemd, tail: unitTail },
     sandbox: {
       cri,
