@@ -66,6 +66,12 @@ const COMMANDS: Record<string, Command> = {
     options: { ...json, 'state-dir': { type: 'string' } },
     run: async (v) => (await import('./commands/report.js')).report(v),
   },
+  install: {
+    summary: 'install the systemd units into a root (e.g. an image being built) and enable them',
+    usage: 'install [--root DIR] [--bin PATH]',
+    options: { root: { type: 'string' }, bin: { type: 'string' } },
+    run: async (v) => (await import('./commands/install.js')).install(v),
+  },
 };
 
 function help(): string {

@@ -1,0 +1,250 @@
+/**
+ * `node-bootstrap install` through the shipped bundle, into temp roots: the files, the enablement
+ * symlinks (cross-checked with the real `systemctl --root`), idempotence, --bin, repairs, refusals.
+ */
+import { execFile } from 'node:child_process';
+import {
+  chmodSync,
+  cpSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { rewriteBin, wantedBy } from '../../src/commands/install.js';
+
+const REPO = join(import.meta.dirname, '..', '..');
+const BIN = join(REPO, 'dist', 'node-bootstrap.mjs');
+const UNITS = join(REPO, 'systemd');
+const SYS = 'etc/systemd/system';
+const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const run = (file: string, args: string[]): Promise<Result> =>
+  new Promise((resolve) => {
+    execFile(file, args, { env: ENV, encoding: 'utf8' }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+    );
+  });
+const install = (...args: string[]) => run(process.execPath, [BIN, 'install', ...args]);
+const tempRoot = () => mkdtempSync(join(tmpdir(), 'nb-install-'));
+
+/** Every file and symlink under dir, relative, with what identifies its version. */
+function snapshot(dir: string, rel = ''): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of readdirSync(join(dir, rel), { withFileTypes: true })) {
+    const p = rel ? `${rel}/${e.name}` : e.name;
+    const st = lstatSync(join(dir, p));
+    if (e.isDirectory()) Object.assign(out, snapshot(dir, p));
+    else if (e.isSymbolicLink()) out[p] = `-> ${readlinkSync(join(dir, p))}`;
+    else out[p] = `${(st.mode & 0o777).toString(8)} ino=${st.ino} mtime=${st.mtimeMs}`;
+  }
+  return out;
+}
+
+const SHIPPED = [
+  'kubelet.service.d/10-node-bootstrap.conf',
+  'node-bootstrap-guard.service',
+  'node-bootstrap-guard.timer',
+  'node-bootstrap-prefetch.service',
+  'node-bootstrap.service',
+];
+const LINKS = {
+  [`${SYS}/multi-user.target.wants/node-bootstrap.service`]: `-> /${SYS}/node-bootstrap.service`,
+  [`${SYS}/timers.target.wants/node-bootstrap-guard.timer`]: `-> /${SYS}/node-bootstrap-guard.timer`,
+};
+
+describe('node-bootstrap install', () => {
+  it('installs every shipped unit and drop-in verbatim, mode 0644, and enables the boot run and the guard timer', async () => {
+    const root = tempRoot();
+    const r = await install('--root', root);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const snap = snapshot(root);
+    expect(Object.keys(snap).sort()).toEqual(
+      [...SHIPPED.map((f) => `${SYS}/${f}`), ...Object.keys(LINKS)].sort(),
+    );
+    for (const f of SHIPPED) {
+      expect(readFileSync(join(root, SYS, f), 'utf8')).toBe(readFileSync(join(UNITS, f), 'utf8'));
+      expect(snap[`${SYS}/${f}`]).toMatch(/^644 /);
+      expect(r.stdout).toContain(`wrote      /${SYS}/${f}\n`);
+    }
+    for (const [link, target] of Object.entries(LINKS)) {
+      expect(snap[link]).toBe(target);
+      expect(r.stdout).toContain(`linked     /${link} ${target.replace('->', '→')}\n`);
+    }
+    expect(r.stdout).toMatch(/7 change\(s\); enabled: node-bootstrap.service, node-bootstrap-guard.timer/);
+    expect(r.stdout).toContain(`warning: ${root}/usr/bin/node-bootstrap does not exist (yet)`);
+
+    // The real systemctl agrees: enabled as it would enable them, and enabling again changes nothing.
+    const state = await run('systemctl', [
+      `--root=${root}`,
+      'is-enabled',
+      'node-bootstrap.service',
+      'node-bootstrap-guard.timer',
+      'node-bootstrap-prefetch.service',
+      'node-bootstrap-guard.service',
+    ]);
+    expect(state.stdout.split('\n').filter(Boolean)).toEqual(['enabled', 'enabled', 'disabled', 'static']);
+    const again = await run('systemctl', [
+      `--root=${root}`,
+      'enable',
+      'node-bootstrap.service',
+      'node-bootstrap-guard.timer',
+    ]);
+    expect(again.code).toBe(0);
+    expect(again.stdout + again.stderr).not.toMatch(/Created symlink|Removed/);
+    expect(snapshot(root)).toEqual(snap);
+  });
+
+  it('is idempotent: a second run touches nothing and says so', async () => {
+    const root = tempRoot();
+    expect((await install('--root', root)).code).toBe(0);
+    const before = snapshot(root);
+    const r = await install('--root', root);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/nothing to do: everything was already installed and enabled/);
+    expect(r.stdout).not.toMatch(/^ {2}(wrote|linked|relinked) /m);
+    expect(snapshot(root)).toEqual(before);
+  });
+
+  it('--bin rewrites every ExecStart= and nothing else; the same --bin again changes nothing', async () => {
+    const root = tempRoot();
+    const bin = '/opt/node-bootstrap/bin/node-bootstrap';
+    mkdirSync(join(root, 'opt/node-bootstrap/bin'), { recursive: true });
+    writeFileSync(join(root, bin), '#!/bin/sh\n', { mode: 0o755 });
+    const r = await install('--root', root, '--bin', bin);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/warning/);
+    const exec: string[] = [];
+    for (const f of SHIPPED) {
+      const got = readFileSync(join(root, SYS, f), 'utf8');
+      const want = readFileSync(join(UNITS, f), 'utf8');
+      expect(got.split('\n').length).toBe(want.split('\n').length);
+      got.split('\n').forEach((line, i) => {
+        if (line !== want.split('\n')[i]) exec.push(line);
+      });
+      expect(got).not.toContain('/usr/bin/node-bootstrap');
+    }
+    expect(exec.sort()).toEqual([
+      `ExecStart=${bin} guard`,
+      `ExecStart=${bin} prefetch`,
+      `ExecStart=${bin} run`,
+    ]);
+    expect((await install('--root', root, '--bin', bin)).stdout).toMatch(/nothing to do/);
+    // Back to the default binary: the three services change again.
+    const back = await install('--root', root);
+    expect(back.stdout.match(/^ {2}wrote /gm)).toHaveLength(3);
+  });
+
+  it('finds systemd/ next to dist/ through a symlinked binary (the /usr/bin/node-bootstrap layout)', async () => {
+    const base = tempRoot();
+    const pkg = join(base, 'usr/lib/node-bootstrap');
+    mkdirSync(join(pkg, 'dist'), { recursive: true });
+    cpSync(BIN, join(pkg, 'dist/node-bootstrap.mjs'));
+    cpSync(UNITS, join(pkg, 'systemd'), { recursive: true });
+    // A marker that only this copy of the units carries.
+    writeFileSync(
+      join(pkg, 'systemd/node-bootstrap-guard.timer'),
+      '# this copy\n[Timer]\nOnBootSec=1min\n[Install]\nWantedBy=timers.target\n',
+    );
+    mkdirSync(join(base, 'usr/bin'), { recursive: true });
+    symlinkSync('../lib/node-bootstrap/dist/node-bootstrap.mjs', join(base, 'usr/bin/node-bootstrap'));
+    const root = tempRoot();
+    const r = await run(process.execPath, [join(base, 'usr/bin/node-bootstrap'), 'install', '--root', root]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${join(pkg, 'systemd')} → ${root}`);
+    expect(readFileSync(join(root, SYS, 'node-bootstrap-guard.timer'), 'utf8')).toMatch(/^# this copy/);
+  });
+
+  it('repairs what drifted: an edited unit, a wrong mode, a wants link pointing elsewhere', async () => {
+    const root = tempRoot();
+    await install('--root', root);
+    writeFileSync(join(root, SYS, 'node-bootstrap.service'), 'edited\n');
+    chmodSync(join(root, SYS, 'node-bootstrap-guard.timer'), 0o600);
+    const link = join(root, SYS, 'multi-user.target.wants/node-bootstrap.service');
+    rmSync(link);
+    symlinkSync('/lib/systemd/system/node-bootstrap.service', link);
+    const r = await install('--root', root);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`wrote      /${SYS}/node-bootstrap.service\n`);
+    expect(r.stdout).toContain(`wrote      /${SYS}/node-bootstrap-guard.timer\n`);
+    expect(r.stdout).toContain(`relinked   /${SYS}/multi-user.target.wants/node-bootstrap.service`);
+    expect(r.stdout).toMatch(/3 change\(s\)/);
+    expect(readFileSync(join(root, SYS, 'node-bootstrap.service'), 'utf8')).toBe(
+      readFileSync(join(UNITS, 'node-bootstrap.service'), 'utf8'),
+    );
+    expect(statSync(join(root, SYS, 'node-bootstrap-guard.timer')).mode & 0o777).toBe(0o644);
+    expect(readlinkSync(link)).toBe(`/${SYS}/node-bootstrap.service`);
+  });
+
+  it('refuses a masked unit (exit 78) and writes nothing at all', async () => {
+    const root = tempRoot();
+    mkdirSync(join(root, SYS), { recursive: true });
+    symlinkSync('/dev/null', join(root, SYS, 'node-bootstrap-guard.timer'));
+    const r = await install('--root', root);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/CONFIG_INVALID: \/etc\/systemd\/system\/node-bootstrap-guard.timer is masked/);
+    expect(r.stderr).toMatch(/fix: unmask it first/);
+    expect(r.stdout).toBe('');
+    expect(snapshot(root)).toEqual({ [`${SYS}/node-bootstrap-guard.timer`]: '-> /dev/null' });
+  });
+
+  it.each([
+    [['--root', '/nonexistent/root'], 78, /CONFIG_INVALID: --root \/nonexistent\/root is not a directory/],
+    [['--bin', 'node-bootstrap'], 2, /USAGE: --bin "node-bootstrap" must be an absolute path/],
+    [['--bin', '/opt/my dir/nb'], 2, /USAGE: --bin .* must be an absolute path without spaces/],
+    [['--frobnicate'], 2, /USAGE: install: Unknown option '--frobnicate'/],
+    [['extra'], 2, /USAGE: install: Unexpected argument 'extra'/],
+  ])('%j → exit %i', async (args, code, re) => {
+    const r = await install(...args);
+    expect(r.code).toBe(code);
+    expect(r.stderr).toMatch(re);
+    expect(r.stdout).toBe('');
+  });
+
+  it('refuses a regular file where an enablement symlink goes (exit 78)', async () => {
+    const root = tempRoot();
+    mkdirSync(join(root, SYS, 'timers.target.wants'), { recursive: true });
+    writeFileSync(join(root, SYS, 'timers.target.wants/node-bootstrap-guard.timer'), 'x');
+    const r = await install('--root', root);
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(
+      /timers.target.wants\/node-bootstrap-guard.timer exists .* and is not a symlink/,
+    );
+  });
+});
+
+describe('install helpers', () => {
+  it.each([
+    ['ExecStart=/usr/bin/node-bootstrap run', 'ExecStart=/x/nb run'],
+    ['ExecStart=-/usr/bin/node-bootstrap guard', 'ExecStart=-/x/nb guard'],
+    ['ExecStartPre=/usr/bin/node-bootstrap', 'ExecStartPre=/x/nb'],
+    ['ExecStart=/usr/bin/node-bootstrap-other run', 'ExecStart=/usr/bin/node-bootstrap-other run'],
+    ['# ExecStart=/usr/bin/node-bootstrap run', '# ExecStart=/usr/bin/node-bootstrap run'],
+    ['Description=/usr/bin/node-bootstrap', 'Description=/usr/bin/node-bootstrap'],
+  ])('rewriteBin %j → %j', (line, want) => expect(rewriteBin(line, '/x/nb')).toBe(want));
+
+  it('wantedBy reads only [Install], every word of every WantedBy=', () => {
+    const unit =
+      '[Unit]\nWantedBy=not-this.target\n[Install]\nWantedBy=a.target b.target\nWantedBy=c.service\n';
+    expect(wantedBy(unit)).toEqual(['a.target', 'b.target', 'c.service']);
+    expect(wantedBy(readFileSync(join(UNITS, 'node-bootstrap-prefetch.service'), 'utf8'))).toEqual([
+      'kubelet.service',
+    ]);
+  });
+});
