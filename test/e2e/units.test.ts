@@ -11,7 +11,7 @@
  *   (f)     the sandbox lets through what the product needs, and each allowance removed breaks it.
  */
 import { execFile } from 'node:child_process';
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,9 +24,16 @@ const BUNDLE = join(REPO, 'dist', 'node-bootstrap.mjs');
 const STANDIN = '/usr/local/bin/nb-standin';
 const MARKER = '/run/node-bootstrap/gates-passed';
 
+const temps: string[] = [];
+const tempDir = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'nb-units-'));
+  temps.push(d);
+  return d;
+};
+
 /** What `node-bootstrap install` puts into a root, as harness files (written before PID 1 starts). */
 async function installedUnits(): Promise<Record<string, FileSpec>> {
-  const root = mkdtempSync(join(tmpdir(), 'nb-units-'));
+  const root = tempDir();
   await promisify(execFile)(process.execPath, [BUNDLE, 'install', '--root', root, '--bin', STANDIN]);
   const files: Record<string, FileSpec> = {};
   const walk = (rel: string) => {
@@ -113,6 +120,7 @@ async function exposure(c: SystemdContainer, unit: string): Promise<number> {
 const report: string[] = [];
 afterAll(() => {
   if (report.length) console.log(`units e2e:\n  ${report.join('\n  ')}`);
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
 });
 
 describe('gate closed at boot: kubelet enabled, node-bootstrap enabled but its gates fail', () => {
@@ -524,7 +532,7 @@ describe('(f) the shipped sandbox: what the product needs passes; each allowance
           `ExecStart=/usr/bin/node /usr/local/lib/nb-probe.mjs\nEnvironment=PROBE_TAG=${i}`,
         );
     });
-    const archive = await exportPauseArchive(join(mkdtempSync(join(tmpdir(), 'nb-units-')), 'pause.tar'));
+    const archive = await exportPauseArchive(join(tempDir(), 'pause.tar'));
     c = await bootSystemd({
       name: 'units-sandbox',
       units,

@@ -19,7 +19,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { rewriteBin, wantedBy } from '../../src/commands/install.js';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -41,7 +41,15 @@ const run = (file: string, args: string[]): Promise<Result> =>
     );
   });
 const install = (...args: string[]) => run(process.execPath, [BIN, 'install', ...args]);
-const tempRoot = () => mkdtempSync(join(tmpdir(), 'nb-install-'));
+const temps: string[] = [];
+const tempRoot = () => {
+  const d = mkdtempSync(join(tmpdir(), 'nb-install-'));
+  temps.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
 
 /** Every file and symlink under dir, relative, with what identifies its version. */
 function snapshot(dir: string, rel = ''): Record<string, string> {
