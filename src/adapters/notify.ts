@@ -1,7 +1,8 @@
 /**
  * sd_notify STATUS= lines for `systemctl status`, through systemd-notify (Node cannot send unix
- * datagrams). systemd-notify sends with its parent's PID — ours, the unit's main PID, as
- * NotifyAccess=main requires. Updates are coalesced: only the newest pending status is sent.
+ * datagrams). The unit sets NotifyAccess=all: under `main`, systemd drops a child's message unless
+ * the child may borrow our PID, which needs CAP_SYS_ADMIN the hardened unit does not have.
+ * Updates are coalesced: only the newest pending status is sent.
  */
 import { execFile } from 'node:child_process';
 
