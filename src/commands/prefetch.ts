@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createJournal } from '../adapters/journal.js';
 import { createNotifier } from '../adapters/notify.js';
 import { readPsi } from '../adapters/psi.js';
+import type { TokenCache } from '../adapters/token-cache.js';
 import { DEFAULT_STATE_DIR, loadConfig, type PrefetchImage } from '../config.js';
 import {
   type AdmissionPolicy,
@@ -83,6 +84,18 @@ function writeTimeline(stateDir: string, t: PrefetchTimeline): void {
   renameSync(tmp, file);
 }
 
+function singleFlight(tokens: TokenCache): TokenCache {
+  const pending = new Map<string, ReturnType<TokenCache['getOrFetch']>>();
+  return {
+    ...tokens,
+    getOrFetch(key, fetch) {
+      const p = pending.get(key) ?? tokens.getOrFetch(key, fetch).finally(() => pending.delete(key));
+      pending.set(key, p);
+      return p;
+    },
+  };
+}
+
 const fmtMB = (n: number): string => `${Math.round(n)} MB`;
 
 export async function prefetch(v: Values, signal: AbortSignal): Promise<number> {
@@ -134,7 +147,9 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
   const save = () => writeTimeline(stateDir, timeline);
   save();
 
-  const deps = createPullAdapters(cfg, stateDir);
+  const adapters = createPullAdapters(cfg, stateDir);
+  // Concurrent pulls from one account share one ECR token request, not one each.
+  const deps = { ...adapters, tokens: singleFlight(adapters.tokens) };
   let psi: Psi | undefined;
   const status = (extra = '') => {
     const done = timeline.images.filter((i) => i.state === 'pulled' || i.state === 'present');
@@ -177,6 +192,8 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
     let waitingSince = performance.now();
     let pressureWaits = 0;
     let wake: () => void = () => {};
+    /** A pull finished since the last decision: decide again instead of waiting. */
+    let changed = false;
 
     const pullOne = async (rec: ImageRecord): Promise<void> => {
       const started = performance.now();
@@ -220,6 +237,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
         }
       } finally {
         inFlight.delete(rec);
+        changed = true;
         save();
         status();
         wake();
@@ -228,6 +246,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
 
     const pulls: Promise<void>[] = [];
     while (!run.aborted && (queue.length > 0 || inFlight.size > 0)) {
+      changed = false;
       psi = await readPsi();
       if (psi) {
         timeline.peak.some = Math.max(timeline.peak.some, psi.some);
@@ -277,6 +296,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
           log.debug({ image: head.image, waitMs: d.waitMs, psi }, 'prefetch: I/O pressure high: backing off');
         }
       }
+      if (changed || (queue.length === 0 && inFlight.size === 0)) continue;
       const waitStart = performance.now();
       // Wake on the wait's end, a finished pull, or shutdown; the pressure wait is cut short only by
       // shutdown or a finished pull (which changes the picture).
@@ -338,7 +358,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
     );
     return timeline.exitCode;
   } finally {
-    deps.close();
+    adapters.close();
     await notifier.flush();
     await journal?.flush();
   }

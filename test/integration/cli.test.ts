@@ -56,11 +56,6 @@ describe('node-bootstrap CLI', () => {
     expect(r.stderr).toMatch(/fix: /);
   });
 
-  it.each(['check', 'prefetch'])('%s is not built yet: says so, exit 2, no output on stdout', async (c) => {
-    const r = await cli([c]);
-    expect(r).toMatchObject({ code: 2, stdout: '' });
-    expect(r.stderr).toMatch(new RegExp(`NOT_IMPLEMENTED: \`${c}\` is not built yet`));
-  });
 
   it('command --help prints its usage', async () => {
     const r = await cli(['resolve-image', '--help']);
