@@ -1,7 +1,11 @@
 /** `npm run bench`: every benchmark in one run, each reported against a baseline measured in the same run. */
+import { prefetchBench } from './prefetch.js';
 import { startupBench } from './startup.js';
 
-const sections: [string, () => string | Promise<string>][] = [['startup', () => startupBench()]];
+const sections: [string, () => string | Promise<string>][] = [
+  ['startup', () => startupBench()],
+  ['prefetch', () => prefetchBench()],
+];
 
 const only = process.argv.slice(2);
 for (const [name, fn] of sections) {

@@ -27,7 +27,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(containerd runc docker-registry skopeo umoci busybox-static apache2-utils openssl hyperfine iproute2 time dbus util-linux procps)
+PKGS=(containerd runc docker-registry skopeo umoci busybox-static apache2-utils openssl hyperfine iproute2 time dbus util-linux procps e2fsprogs)
 NO_RECOMMENDS=(systemd-container debootstrap)
 
 missing() {
