@@ -56,7 +56,6 @@ describe('node-bootstrap CLI', () => {
     expect(r.stderr).toMatch(/fix: /);
   });
 
-
   it('command --help prints its usage', async () => {
     const r = await cli(['resolve-image', '--help']);
     expect(r.code).toBe(0);
