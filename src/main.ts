@@ -19,10 +19,6 @@ interface Command {
 const json = { json: { type: 'boolean' } } as const;
 const config = { config: { type: 'string' } } as const;
 
-const notBuilt = (name: string) => async (): Promise<number> => {
-  throw new BootError('NOT_IMPLEMENTED', `\`${name}\` is not built yet in node-bootstrap ${VERSION}`);
-};
-
 const COMMANDS: Record<string, Command> = {
   run: {
     summary: 'run the boot sequence: containerd, sandbox image, resolv.conf, then kubelet',
@@ -32,9 +28,9 @@ const COMMANDS: Record<string, Command> = {
   },
   check: {
     summary: 'read-only preflight of this node or image (exit 1 when a check fails)',
-    usage: 'check [--config FILE] [--resolv-conf FILE] [--json]',
-    options: { ...config, ...json, 'resolv-conf': { type: 'string' } },
-    run: notBuilt('check'),
+    usage: 'check [--config FILE] [--resolv-conf FILE] [--root DIR] [--json]',
+    options: { ...config, ...json, 'resolv-conf': { type: 'string' }, root: { type: 'string' } },
+    run: async (v, signal) => (await heavy()).check(v, signal),
   },
   'resolve-image': {
     summary: "print the region's sandbox (pause) image",

@@ -17,7 +17,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { FileContent, FileReader } from '../core/file-reader.js';
 
 /** Larger files are not read (kubelet itself refuses a resolv.conf over 10 MiB). */
@@ -84,12 +84,24 @@ export function createNodeFiles(root = '/'): NodeFiles {
     return { inside: `/${cur.join('/')}`, followed };
   };
 
+  const isLink = (path: string): boolean => {
+    const parent = resolve(dirname(path));
+    if (parent.code) return false;
+    try {
+      return lstatSync(host(join(parent.inside, basename(path)))).isSymbolicLink();
+    } catch {
+      return false;
+    }
+  };
+
   return {
     root,
     read(path): FileContent {
       const r = resolve(path);
       const resolved = r.followed ? { resolved: r.inside } : {};
-      if (r.code) return { ok: false, code: r.code, ...resolved };
+      // Missing: say where it leads only when the path itself is a (dangling) symlink, not when a
+      // parent directory is a link (/lib → usr/lib).
+      if (r.code) return { ok: false, code: r.code, ...(isLink(path) ? { resolved: r.inside } : {}) };
       try {
         const st = statSync(host(r.inside));
         if (st.isDirectory()) return { ok: false, code: 'EISDIR', ...resolved };

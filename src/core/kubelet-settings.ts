@@ -257,7 +257,7 @@ export function discoverKubelet(reader: FileReader, opts: DiscoverOptions = {}):
         value: DEFAULT_RESOLV_CONF,
         source: {
           kind: 'default',
-          where: "kubelet's default (no --resolv-conf, no resolvConf in its config)",
+          where: "kubelet's default: no --resolv-conf, no resolvConf in its config",
         },
       });
   const clusterDomain = pick('cluster-domain', 'clusterDomain', (v) => v);

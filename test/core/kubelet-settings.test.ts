@@ -353,6 +353,16 @@ describe('unit files as systemd reads them', () => {
     expect(listSetting(u, 'Unit', 'After').map((d) => d.value)).toEqual(['run.service', 'admin.service']);
   });
 
+  it('a unit missing under a linked directory (/lib → usr/lib) is missing, not a dangling link', () => {
+    const files = node({ '/usr/lib/systemd/system/other.service': '[Service]\n', '/lib': '->usr/lib' });
+    expect(files.read('/lib/systemd/system/k.service')).toEqual({ ok: false, code: 'ENOENT' });
+    expect(files.read('/lib/systemd/system/other.service')).toMatchObject({
+      ok: true,
+      resolved: '/usr/lib/systemd/system/other.service',
+    });
+    expect(loadUnit(files, 'k.service').file).toBeUndefined();
+  });
+
   it.each([
     ['a link to /dev/null', '->/dev/null'],
     ['an empty file', ''],
