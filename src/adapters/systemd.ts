@@ -8,13 +8,27 @@ import type { UnitState } from '../core/unit-state.js';
 const SYSTEMD = 'org.freedesktop.systemd1';
 const UNIT = 'org.freedesktop.systemd1.Unit';
 
+/** A unit's state plus what only a service has. */
+export interface ServiceState extends UnitState {
+  /**
+   * NRestarts: how many automatic restarts (Restart=) systemd scheduled. Debian's and upstream's
+   * containerd.service (Restart=always, RestartSec=5) never reach `failed` when containerd cannot
+   * start: they loop through `activating (auto-restart)`. NRestarts is bumped when the restart is
+   * scheduled, while the unit still shows `auto-restart` and the previous failure's Result, so it
+   * counts failures only as a lower bound (failures - 1, or failures in that window).
+   */
+  restarts: number;
+  /** StateChangeTimestampMonotonic (µs): when the unit entered its current state. */
+  since: number;
+}
+
 export interface Systemd {
-  state(unit: string): Promise<UnitState>;
+  state(unit: string): Promise<ServiceState>;
   /**
    * Calls onChange with the unit's state now and at every PropertiesChanged of the unit, until the
    * returned function is called.
    */
-  watch(unit: string, onChange: (s: UnitState) => void): Promise<() => void>;
+  watch(unit: string, onChange: (s: ServiceState) => void): Promise<() => void>;
   /** StartUnit(unit, "replace"); resolves with the job's result (done, failed, skipped, timeout, ...). */
   start(unit: string, signal: AbortSignal): Promise<string>;
   /** daemon-reload: systemd re-reads unit files and drop-ins; resolves when it is done. */
@@ -71,20 +85,28 @@ export function createSystemd(): Systemd {
     const obj = await viaBus(getBus().getProxyObject(SYSTEMD, path));
     return obj.getInterface('org.freedesktop.DBus.Properties') as unknown as Props;
   };
-  const read = async (props: Props): Promise<UnitState> => {
-    const all = await viaBus(props.GetAll(UNIT));
+  const read = async (props: Props): Promise<ServiceState> => {
+    // Service properties fail for units that are not services (or not loaded): '' and 0 then.
+    const service = (name: string) =>
+      props.Get(`${SYSTEMD}.Service`, name).then(
+        (v) => v.value,
+        () => undefined,
+      );
+    const [all, result, restarts] = await Promise.all([
+      viaBus(props.GetAll(UNIT)),
+      service('Result'),
+      service('NRestarts'),
+    ]);
     const str = (k: string): string => String(all[k]?.value ?? '');
     const job = all.Job?.value as [number, string] | undefined;
-    const result = await props
-      .Get(`${SYSTEMD}.Service`, 'Result')
-      .then((v) => String(v.value))
-      .catch(() => '');
     return {
       loadState: str('LoadState'),
       activeState: str('ActiveState'),
       subState: str('SubState'),
-      result,
+      result: String(result ?? ''),
       hasJob: Array.isArray(job) && job[0] !== 0,
+      restarts: Number(restarts ?? 0),
+      since: Number(all.StateChangeTimestampMonotonic?.value ?? 0),
     };
   };
 

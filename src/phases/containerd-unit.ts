@@ -1,11 +1,20 @@
 /**
  * Phase containerd-unit: wait until containerd.service is active, reacting to D-Bus
- * PropertiesChanged (no sleeps); fail fast when it failed, is masked or is not installed.
+ * PropertiesChanged (no sleeps); fail fast when it failed, is masked or is not installed, or when
+ * it keeps failing while systemd restarts it.
  */
 import type { Systemd } from '../adapters/systemd.js';
 import { type UnitVerdict, unitVerdict } from '../core/unit-state.js';
 import { BootError } from '../errors.js';
 import { isDeadline, type Phase } from '../runner/phase.js';
+
+/**
+ * containerd.service as Debian and upstream ship it has Restart=always, RestartSec=5: a containerd
+ * that cannot start (broken config.toml, missing binary) never reaches `failed`, it sits in
+ * `activating (auto-restart)` between attempts, forever. One failed start is waited out (it may be
+ * a transient at boot, and systemd retries it); this many failed starts are a verdict.
+ */
+export const CRASH_LOOP_FAILURES = 2;
 
 export function containerdUnit(systemd: Systemd, unit: string, timeoutMs: number): Phase {
   return {
@@ -15,6 +24,7 @@ export function containerdUnit(systemd: Systemd, unit: string, timeoutMs: number
       const started = performance.now();
       let last: UnitVerdict = { kind: 'waiting', why: `${unit}: no state read yet` };
       let startRequested = false;
+      const failedStarts = new Set<number>();
       let stop: (() => void) | undefined;
       try {
         await new Promise<void>((resolve, reject) => {
@@ -31,6 +41,26 @@ export function containerdUnit(systemd: Systemd, unit: string, timeoutMs: number
               if (last.kind === 'active') return done();
               if (last.kind === 'missing') return done(new BootError('CONTAINERD_UNIT_MISSING', last.why));
               if (last.kind === 'failed') return done(new BootError('CONTAINERD_UNIT_FAILED', last.why));
+              if (state.subState === 'auto-restart' && state.result !== 'success') {
+                // One failure per entry into auto-restart (its timestamp); NRestarts is a lower
+                // bound for failures that happened before we watched (see ServiceState.restarts).
+                failedStarts.add(state.since);
+                const failures = Math.max(failedStarts.size, state.restarts);
+                if (failures >= CRASH_LOOP_FAILURES)
+                  return done(
+                    new BootError(
+                      'CONTAINERD_UNIT_FAILED',
+                      `${unit} keeps failing: ${failures} failed starts (Result=${state.result}) while systemd restarts it`,
+                      {
+                        hint: `read \`journalctl -u ${unit} -b\` for why it exits, fix it, then re-run node-bootstrap`,
+                      },
+                    ),
+                  );
+                last = {
+                  kind: 'waiting',
+                  why: `${unit} failed (Result=${state.result}); systemd restarts it`,
+                };
+              }
               if (last.kind === 'start' && !startRequested) {
                 startRequested = true;
                 ctx.log.info({ unit }, `${last.why}: starting it`);
