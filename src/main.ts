@@ -58,8 +58,8 @@ const COMMANDS: Record<string, Command> = {
   },
   report: {
     summary: "print the last boot's timeline",
-    usage: 'report [--state-dir DIR] [--json]',
-    options: { ...json, 'state-dir': { type: 'string' } },
+    usage: 'report [--state-dir DIR] [--source status|journal] [--json]',
+    options: { ...json, 'state-dir': { type: 'string' }, source: { type: 'string' } },
     run: async (v) => (await import('./commands/report.js')).report(v),
   },
   install: {

@@ -38,7 +38,10 @@ async function sequence(
   const stateDir = (v['state-dir'] as string | undefined) ?? DEFAULT_STATE_DIR;
   // Under systemd (stdout goes to the journal) entries go to journald natively, with fields.
   const journal = cfg.env.journalStream ? createJournal() : undefined;
-  const log = createLogger(journal ? { destination: journalDestination(journal.send) } : {});
+  // `command` on every entry (NODE_BOOTSTRAP_COMMAND): `report` tells a boot run from a guard run.
+  const log = createLogger(journal ? { destination: journalDestination(journal.send) } : {}).child({
+    command,
+  });
   const notifier = createNotifier(cfg.env.notifySocket);
   // Process warnings (e.g. the AWS SDK's Node 20 notice) as one structured line, not a stderr paragraph.
   process.removeAllListeners('warning');
@@ -61,6 +64,20 @@ async function sequence(
       notify: notifier.status,
     });
     const took = Date.parse(status.finishedAt ?? status.startedAt) - Date.parse(status.startedAt);
+    // The run's verdict as one entry (no phase): what `report --source journal` ends a timeline with.
+    const verdict = `node-bootstrap ${VERSION} ${command}: ${error ? `FAILED (${error.code})` : 'OK'} in ${took} ms`;
+    if (error)
+      log.error(
+        {
+          result: 'failed',
+          durationMs: took,
+          code: error.code,
+          retryable: error.retryable,
+          hint: error.hint,
+        },
+        verdict,
+      );
+    else log.info({ result: 'ok', durationMs: took }, verdict);
     if (error) {
       const phase = status.phases.find((p) => p.result === 'failed')?.name ?? 'none';
       process.stdout.write(
