@@ -400,6 +400,12 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
 }
 
 export async function check(v: Values, signal: AbortSignal): Promise<number> {
+  // Process warnings (the AWS SDK's Node 20 notice) as one line each; vm's experimental loader says nothing.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => {
+    if (w.name !== 'ExperimentalWarning')
+      process.stderr.write(`node-bootstrap: ${w.name}: ${w.message.replace(/\s+/g, ' ').trim()}\n`);
+  });
   const r = report(await gatherChecks(v, signal));
   process.stdout.write(
     v.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatReport(r, `node-bootstrap ${VERSION} check`)}\n`,

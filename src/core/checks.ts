@@ -212,13 +212,14 @@ export type PausePinnedFacts =
 
 export function pausePinnedCheck(f: PausePinnedFacts): CheckResult {
   if ('skip' in f) return result('pause-pinned', 'skip', `skip: ${f.skip}`);
-  const guard = '`node-bootstrap guard` pulls and pins it (the guard timer does so every few minutes)';
+  const guard =
+    'run `node-bootstrap guard`: it pulls and pins the image (the guard timer runs it every few minutes)';
   if (!f.image)
     return result(
       'pause-pinned',
       'fail',
       `${f.target} is not in containerd (namespace ${f.namespace}): pods cannot start until it is pulled, and the pull needs ECR credentials`,
-      `run \`node-bootstrap run\` or ${guard}; for a node image, run node-bootstrap at build time or bake sandboxImage.archive`,
+      `${guard}; for a node image, run it at build time or bake the image into sandboxImage.archive`,
     );
   const honoured = f.caps.pinsLabelledImages || (f.caps.pinsSandboxImage && f.configured === f.target);
   if (f.image.pinned)
@@ -228,7 +229,7 @@ export function pausePinnedCheck(f: PausePinnedFacts): CheckResult {
       'pause-pinned',
       'fail',
       `${f.target} is present but not pinned${f.label === 'pinned' ? ' although it carries the pinned label' : ''}: kubelet's image GC can delete it`,
-      `${guard}`,
+      guard,
     );
   if (f.label === 'pinned')
     return result(

@@ -221,6 +221,21 @@ export function whereToFix(choice: Setting<string>, what: string): string {
   }
 }
 
+/** "change resolvConf in /etc/kubernetes/kubelet/config.json to /run/systemd/resolve/resolv.conf" and the like. */
+export function pointKubeletAt(choice: Setting<string>, path: string): string {
+  switch (choice.source.kind) {
+    case 'flag':
+    case 'kubelet-config':
+      return `change ${choice.source.where} to ${path}`;
+    case 'node-bootstrap':
+      return `point kubelet at ${path} (resolvConf in kubelet's config) and kubelet.resolvConf in node-bootstrap's config.yaml`;
+    case 'cli':
+      return `point kubelet at ${path}`;
+    default:
+      return `set resolvConf: ${path} in kubelet's config file`;
+  }
+}
+
 function containerdFallbackNote(caps: ContainerdCapabilities | undefined): string {
   const effect =
     'every pod with dnsPolicy Default (CoreDNS itself, hostNetwork pods such as aws-node) starts with no nameserver';
@@ -328,10 +343,7 @@ export function resolvConfProblems(input: ResolvConfInput): Problem[] {
         ? `${shownPath}, ${from}, lists only ${addrs}: ${stub.address} is systemd-resolved's stub on the node's loopback, which pods cannot reach (in a pod's network namespace it is the pod itself); CoreDNS would forward to itself and crash-loop on its loop check`
         : `${shownPath}, ${from}, lists only loopback nameservers (${addrs}): pods cannot reach a resolver on the node's loopback, so CoreDNS and every dnsPolicy Default pod get no DNS`,
       stub
-        ? whereToFix(
-            choice,
-            `point kubelet at ${RESOLVED_UPSTREAM_FILE} (systemd-resolved's upstream servers): set resolvConf: ${RESOLVED_UPSTREAM_FILE} in kubelet's config`,
-          )
+        ? `${pointKubeletAt(choice, RESOLVED_UPSTREAM_FILE)} (the upstream servers systemd-resolved uses)`
         : whereToFix(
             choice,
             'point kubelet at a file that lists the upstream resolvers (e.g. the VPC resolver 169.254.169.253)',

@@ -271,7 +271,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
       message: expect.stringContaining(
         "/etc/resolv.conf (→ /run/systemd/resolve/stub-resolv.conf), kubelet's resolv.conf (kubelet's default: no --resolv-conf, no resolvConf in its config), lists only 127.0.0.53",
       ),
-      fix: expect.stringContaining('point kubelet at /run/systemd/resolve/resolv.conf'),
+      fix: "set resolvConf: /run/systemd/resolve/resolv.conf in kubelet's config file (the upstream servers systemd-resolved uses)",
     });
   });
 
