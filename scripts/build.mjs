@@ -1,9 +1,30 @@
 // Builds the one shipped artifact: dist/node-bootstrap.mjs, a single ESM file.
-// The commands that need gRPC, AWS or D-Bus (src/heavy.ts) are bundled separately and embedded as
-// compressed source text, compiled only when such a command runs: light commands never parse them.
-import { chmodSync } from 'node:fs';
-import { brotliCompressSync, constants } from 'node:zlib';
+// The commands that need gRPC, AWS or D-Bus (src/heavy.ts) are bundled separately and kept out of
+// the light commands' way: light commands never parse or compile them. That heavy part travels at
+// the end of the file, in a comment (raw-deflated, base64), with a V8 code cache made here for
+// exactly that source; a small loader (src/heavy-loader.ts), embedded where src/lazy.ts expects
+// the heavy part, reads both when such a command runs. In the heavy part, @grpc/proto-loader is
+// src/adapters/proto-precompiled.ts over the descriptors of proto/ parsed here.
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { brotliCompressSync, constants, deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
+
+const OUT = 'dist/node-bootstrap.mjs';
+const HEAVY_FILENAME = 'node-bootstrap:heavy.cjs';
+const INDEX_PREFIX = '//# nb-payload ';
 
 const common = {
   bundle: true,
@@ -16,26 +37,272 @@ const common = {
   logLevel: 'warning',
 };
 
-const heavy = await build({
-  ...common,
-  entryPoints: ['src/heavy.ts'],
-  format: 'cjs',
-  write: false,
-  // The embedding module hands over its own URL (proto/ is found next to the bundle).
-  define: { 'import.meta.url': '__nbEntryUrl' },
-});
-const cjs = heavy.outputFiles[0].text;
-const wrapped = `(function (module, require, __nbEntryUrl) { var exports = module.exports;\n${cjs}\n})`;
+/** A CommonJS bundle as the function expression lazy.ts and heavy-loader.ts run. */
+async function cjsFunction(entry, tail = '', extra = {}) {
+  const out = await build({
+    ...common,
+    entryPoints: [entry],
+    format: 'cjs',
+    write: false,
+    banner: { js: extra.banner ?? '' },
+    plugins: extra.plugins ?? [],
+    supported: extra.supported ?? {},
+    // The embedding module hands over its own URL (proto/ is found next to the bundle).
+    define: { 'import.meta.url': '__nbEntryUrl', ...extra.define },
+  });
+  return `(function (module, require, __nbEntryUrl) { var exports = module.exports;\n${out.outputFiles[0].text}\n${tail}})`;
+}
 
-await build({
+/**
+ * Every proto/*.proto parsed as src/adapters/proto.ts has proto-loader parse it at run time (with
+ * proto-loader's own loader and well-known types), as protobufjs Root JSON by file name.
+ */
+function precompileProtos() {
+  const req = createRequire(import.meta.url);
+  req('@grpc/proto-loader'); // registers the well-known types proto-loader adds to protobufjs
+  const { loadProtosWithOptionsSync } = req('@grpc/proto-loader/build/src/util.js');
+  const camelCase = req('lodash.camelcase');
+  const protobuf = req('protobufjs');
+  const dir = resolve('proto');
+  const out = {};
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.proto'))
+    .sort()) {
+    // keepCase: src/adapters/proto-precompiled.ts PARSE_OPTIONS.
+    const root = loadProtosWithOptionsSync(join(dir, file), { keepCase: false, includeDirs: [dir] });
+    const check = (ns) => {
+      for (const obj of ns.nestedArray) {
+        if (obj instanceof protobuf.Service)
+          for (const m of obj.methodsArray)
+            if (camelCase(m.name) !== m.name.charAt(0).toLowerCase() + m.name.slice(1))
+              throw new Error(
+                `build: ${file}: method ${m.name}: proto-precompiled.ts's camelCase is too simple`,
+              );
+        if (obj instanceof protobuf.Namespace) check(obj);
+      }
+    };
+    check(root);
+    out[file] = root.toJSON();
+  }
+  return out;
+}
+
+/**
+ * protobufjs generates each message type's constructor, encode, decode, verify, fromObject and
+ * toObject with `new Function` on first use: ~1 ms per type and function, on the boot path (the
+ * first CRI answers). These are the very same generated sources, made here from the same Root JSON
+ * the bundle loads, as factories taking the scope protobufjs would pass (Type#setup); emitted as
+ * code, they are compiled with the rest of the heavy part (and its code cache).
+ */
+function precompileCodecs(protos) {
+  const protobuf = createRequire(import.meta.url)('protobufjs');
+  const factory = (params, source) => `function (${params}) { return ${source}; }`;
+  const files = [];
+  for (const [file, json] of Object.entries(protos)) {
+    const root = protobuf.Root.fromJSON(json);
+    root.resolveAll();
+    const types = [];
+    const walk = (ns) => {
+      for (const obj of ns.nestedArray) {
+        if (obj instanceof protobuf.Type && !protobuf.wrappers[obj.fullName]) types.push(obj);
+        if (obj instanceof protobuf.Namespace) walk(obj);
+      }
+    };
+    walk(root);
+    const entries = types.map((t) => {
+      const fns = [
+        `ctor: ${factory('', protobuf.Type.generateConstructor(t).toString())}`,
+        `encode: ${factory('Writer, types, util', protobuf.encoder(t).toString())}`,
+        `decode: ${factory('Reader, types, util', protobuf.decoder(t).toString())}`,
+        `verify: ${factory('types, util', protobuf.verifier(t).toString())}`,
+        `fromObject: ${factory('types, util', protobuf.converter.fromObject(t).toString())}`,
+        `toObject: ${factory('types, util', protobuf.converter.toObject(t).toString())}`,
+      ];
+      return `${JSON.stringify(t.fullName.slice(1))}: {\n${fns.join(',\n')}\n}`;
+    });
+    files.push(`${JSON.stringify(file)}: {\n${entries.join(',\n')}\n}`);
+  }
+  return `var __NB_PROTO_CODECS__ = {\n${files.join(',\n')}\n};`;
+}
+
+const precompiledProtos = {
+  name: 'precompiled-protos',
+  setup(b) {
+    b.onResolve({ filter: /^@grpc\/proto-loader$/ }, () => ({
+      path: resolve('src/adapters/proto-precompiled.ts'),
+    }));
+  },
+};
+
+// esbuild escapes every non-ASCII character in code (charset ascii, its default); what is left is
+// in comments. Replacing those keeps the source pure ASCII: a one-byte V8 string, decoded as latin1.
+const protos = precompileProtos();
+const heavy = (
+  await cjsFunction('src/heavy.ts', '', {
+    plugins: [precompiledProtos],
+    banner: precompileCodecs(protos),
+    // import() of Node built-ins (the AWS SDK has a few) as require(): a script compiled from a V8
+    // code cache has no dynamic import callback on Node 20 ("A dynamic import callback was not
+    // specified"), and built-ins need none.
+    supported: { 'dynamic-import': false },
+    define: { __NB_PROTOS__: JSON.stringify(protos) },
+  })
+).replace(/[^\x00-\x7f]/g, '?');
+
+/**
+ * Runs in a child node (no flags, no NODE_OPTIONS: V8 rejects a cache made under other flags): compiles
+ * the heavy part exactly as src/heavy-loader.ts does, runs its module initialisation, then trains it
+ * with one `run` (config, logger, runner, containerd-socket, cri, sandbox-image with the image present)
+ * against a stand-in containerd on a private unix socket, so that what a boot runs is compiled; then
+ * writes the code cache. Self-contained: its source is handed to `node -e`.
+ */
+async function trainHeavy(srcFile, outFile, entryFile, filename) {
+  const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+  const http2 = require('node:http2');
+  const { createRequire } = require('node:module');
+  const { tmpdir } = require('node:os');
+  const { join } = require('node:path');
+  const { pathToFileURL } = require('node:url');
+  const { Script } = require('node:vm');
+  const protobuf = require('protobufjs');
+
+  const script = new Script(readFileSync(srcFile, 'latin1'), { filename });
+  const entryUrl = pathToFileURL(entryFile).href;
+  const heavy = { exports: {} };
+  script.runInThisContext()(heavy, createRequire(entryFile), entryUrl);
+
+  let trained = 'init only';
+  const dir = mkdtempSync(join(tmpdir(), 'nb-train-'));
+  const server = http2.createServer();
+  try {
+    const root = protobuf.loadSync(
+      ['cri.proto', 'containerd.proto', 'containerd-version.proto'].map((f) => join('proto', f)),
+    );
+    const image = '602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10';
+    const ctdImage = {
+      name: image,
+      labels: { 'io.cri-containerd.pinned': 'pinned' },
+      target: {
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        digest: `sha256:${'0'.repeat(64)}`,
+        size: 1,
+      },
+    };
+    const answers = {
+      '/runtime.v1.RuntimeService/Version': [
+        'runtime.v1.VersionResponse',
+        { version: '0.1.0', runtimeName: 'containerd', runtimeVersion: 'v1.7.24', runtimeApiVersion: 'v1' },
+      ],
+      '/runtime.v1.RuntimeService/Status': [
+        'runtime.v1.StatusResponse',
+        {
+          status: {
+            conditions: [
+              { type: 'RuntimeReady', status: true },
+              { type: 'NetworkReady', status: false, reason: 'NetworkPluginNotReady' },
+            ],
+          },
+          info: { config: JSON.stringify({ sandboxImage: image, containerd: { snapshotter: 'overlayfs' } }) },
+        },
+      ],
+      '/runtime.v1.ImageService/ImageStatus': [
+        'runtime.v1.ImageStatusResponse',
+        { image: { id: `sha256:${'1'.repeat(64)}`, repoTags: [image], size: 1, pinned: true } },
+      ],
+      '/containerd.services.version.v1.Version/Version': [
+        'containerd.services.version.v1.VersionResponse',
+        { version: '1.7.24', revision: 'train' },
+      ],
+      '/containerd.services.images.v1.Images/Get': [
+        'containerd.services.images.v1.GetImageResponse',
+        { image: ctdImage },
+      ],
+      '/containerd.services.images.v1.Images/Update': [
+        'containerd.services.images.v1.UpdateImageResponse',
+        { image: ctdImage },
+      ],
+    };
+    server.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      const answer = answers[headers[':path']];
+      if (!answer)
+        return stream.respond(
+          { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12' },
+          { endStream: true },
+        );
+      const type = root.lookupType(answer[0]);
+      const body = Buffer.from(type.encode(type.fromObject(answer[1])).finish());
+      const frame = Buffer.alloc(5);
+      frame.writeUInt32BE(body.length, 1);
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.end(Buffer.concat([frame, body]));
+      stream.resume();
+    });
+    const socket = join(dir, 'c.sock');
+    await new Promise((r) => server.listen(socket, r));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(
+      config,
+      `region: us-west-2\ncontainerd:\n  socket: ${socket}\ntimeouts:\n  containerd-socket: 5s\n  cri: 5s\n  sandbox-image: 5s\n`,
+    );
+    const args = { config, skip: 'containerd-unit,resolv-conf,kubelet', 'state-dir': join(dir, 'state') };
+    const code = await heavy.exports.run(args, new AbortController().signal);
+    trained = code === 0 ? 'trained' : `training run exited ${code}`;
+  } catch (err) {
+    trained = `training failed: ${err}`;
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  writeFileSync(outFile, script.createCachedData());
+  process.stdout.write(`\n${JSON.stringify({ v8: process.versions.v8, trained })}\n`);
+  process.exit(0);
+}
+
+/** The V8 code cache of the heavy part (see trainHeavy); undefined when it cannot be made. */
+function codeCache(source) {
+  const dir = mkdtempSync(join(tmpdir(), 'nb-build-'));
+  try {
+    const src = join(dir, 'heavy.cjs');
+    const out = join(dir, 'heavy.cache');
+    writeFileSync(src, source, 'latin1');
+    const args = [src, out, resolve(OUT), HEAVY_FILENAME].map((a) => JSON.stringify(a)).join(', ');
+    const r = spawnSync(process.execPath, ['-e', `(${trainHeavy})(${args})`], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    const result = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').at(-1)) : undefined;
+    if (!result) {
+      // Only slower without it: the build still succeeds.
+      console.warn(`build: no V8 code cache for the heavy part: ${r.stderr || r.error}`);
+      return undefined;
+    }
+    if (result.trained !== 'trained')
+      console.warn(`build: V8 code cache of the heavy part: ${result.trained}`);
+    return { data: readFileSync(out), v8: result.v8 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const cache = codeCache(heavy);
+const loader = await cjsFunction(
+  'src/heavy-loader.ts',
+  'module.exports = module.exports.loadHeavy(require, __nbEntryUrl);\n',
+);
+
+const main = await build({
   ...common,
   entryPoints: ['src/cli.ts'],
-  outfile: 'dist/node-bootstrap.mjs',
+  outfile: OUT,
+  write: false,
   format: 'esm',
-  // Compressed: a short base64 literal costs the light commands far less to read and scan.
+  // lazy.ts decompresses and runs this small loader; the loader reads the heavy part.
   define: {
     __NB_HEAVY__: JSON.stringify(
-      brotliCompressSync(wrapped, { params: { [constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64'),
+      brotliCompressSync(loader, { params: { [constants.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64'),
     ),
   },
   // Never reached in the bundle (__NB_HEAVY__ is defined), and must not be bundled twice.
@@ -51,4 +318,27 @@ await build({
     js: "import { createRequire as __nbCreateRequire } from 'node:module'; const require = __nbCreateRequire(import.meta.url);",
   },
 });
-chmodSync('dist/node-bootstrap.mjs', 0o755);
+
+// The payload: one comment, one base64 line per part, then the index on the very last line.
+const code = Buffer.from(main.outputFiles[0].contents);
+const head = '\n/* node-bootstrap heavy part (scripts/build.mjs, src/heavy-loader.ts): data, not code';
+let offset = code.length + head.length;
+const parts = [];
+const part = (b64) => {
+  const at = offset + 1;
+  parts.push(`\n${b64}`);
+  offset = at + b64.length;
+  return [at, b64.length];
+};
+const index = {
+  src: part(deflateRawSync(Buffer.from(heavy, 'latin1'), { level: 9 }).toString('base64')),
+  cache: cache ? part(deflateRawSync(cache.data, { level: 9 }).toString('base64')) : null,
+  v8: cache?.v8 ?? '',
+};
+const payload = `${head}${parts.join('')}\n*/\n${INDEX_PREFIX}${JSON.stringify(index)}\n`;
+// Written whole and renamed: a run started during a build never sees half a bundle.
+mkdirSync(dirname(OUT), { recursive: true });
+const tmp = `${OUT}.${process.pid}.tmp`;
+writeFileSync(tmp, Buffer.concat([code, Buffer.from(payload, 'latin1')]), { mode: 0o755 });
+chmodSync(tmp, 0o755);
+renameSync(tmp, OUT);
