@@ -1,5 +1,5 @@
 /** Small measuring helpers for `npm run bench`: interleaved runs, medians, ratios against a baseline. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 
 /** The environment a systemd unit gives node-bootstrap: no NODE_OPTIONS, no NODE_EXTRA_CA_CERTS. */
 export const CLEAN_ENV: NodeJS.ProcessEnv = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
@@ -45,4 +45,39 @@ export function table(header: string[], rows: (string | number)[][]): string {
   const w = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ');
   return [line(header), line(w.map((n) => '-'.repeat(n))), ...cells.slice(1).map(line)].join('\n');
+}
+
+/**
+ * runOnce without blocking this process (for benches whose peers, e.g. a stand-in socket or the
+ * testbed's emulators, answer from this process): wall-clock from spawn to exit, and peak RSS.
+ */
+export function runOnceAsync(
+  argv: string[],
+  env: NodeJS.ProcessEnv = CLEAN_ENV,
+  okCodes: number[] = [0],
+): Promise<Sample & { code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn('/usr/bin/time', ['-f', '%M', ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    let ms = Number.NaN;
+    child.once('error', reject);
+    child.once('exit', () => {
+      ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    });
+    child.once('close', (code) => {
+      // GNU time exits with the command's code (and says so on stderr before its own line).
+      if (code === null || !okCodes.includes(code))
+        return reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-2000)}`));
+      const rss = Number(stderr.trim().split('\n').at(-1));
+      resolve({ ms, rssKb: Number.isFinite(rss) ? rss : undefined, code, stdout, stderr });
+    });
+  });
 }

@@ -1,10 +1,14 @@
 /** `npm run bench`: every benchmark in one run, each reported against a baseline measured in the same run. */
+import { bootPathBench } from './boot-path.js';
+import { detectionBench } from './detection.js';
 import { prefetchBench } from './prefetch.js';
 import { startupBench } from './startup.js';
 
 const sections: [string, () => string | Promise<string>][] = [
   ['startup', () => startupBench()],
   ['prefetch', () => prefetchBench()],
+  ['detection', () => detectionBench()],
+  ['boot-path', () => bootPathBench()],
 ];
 
 const only = process.argv.slice(2);
