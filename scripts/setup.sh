@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian 12 machine (as root) for the tests, the testbed and the demo.
 # Idempotent and quiet: a second run does nothing and takes well under a second.
-#   1. apt packages: containerd 1.6, runc, a registry, skopeo/umoci, busybox, openssl, ...
+#   1. apt packages: containerd 1.6, runc, a registry, skopeo/umoci, busybox, openssl, rpm (rpmbuild), ...
 #   2. containerd 1.7 from Debian trixie, extracted (not installed) into .cache/containerd-1.7
 #   3. node_modules, when missing or older than package-lock.json
 set -Eeuo pipefail
@@ -27,7 +27,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(containerd runc docker-registry skopeo umoci busybox-static apache2-utils openssl hyperfine iproute2 time dbus util-linux procps e2fsprogs)
+PKGS=(containerd runc docker-registry skopeo umoci busybox-static apache2-utils openssl hyperfine iproute2 time dbus util-linux procps e2fsprogs rpm)
 NO_RECOMMENDS=(systemd-container debootstrap)
 
 missing() {

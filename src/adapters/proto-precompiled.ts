@@ -145,6 +145,9 @@ function walk(ns: protobuf.NamespaceBase, prefix: string, out: [string, protobuf
   }
 }
 
+/** Tells src/adapters/proto.ts that no proto/ folder is read: loadSync takes the file name only. */
+export const precompiled = true;
+
 export function loadSync(filename: string, options: LoadOptions = {}): PackageDefinition {
   const file = basename(filename);
   const json = typeof __NB_PROTOS__ === 'object' ? __NB_PROTOS__[file] : undefined;

@@ -38,11 +38,18 @@ export function findProtoDir(name: string): string {
   throw new Error(`proto/${name} not found above ${starts.join(' or ')}`);
 }
 
+/**
+ * In the bundle, `@grpc/proto-loader` is proto-precompiled.ts (scripts/build.mjs): it holds every
+ * proto/ file parsed at build time, looks them up by file name, and reads nothing from disk, so the
+ * bundle needs no proto/ folder next to it.
+ */
+const PRECOMPILED = 'precompiled' in protoLoader;
+
 /** Load proto/<name> (and what it imports from proto/) once per process. */
 export function loadProto(name: string): grpc.GrpcObject {
   let obj = cache.get(name);
   if (!obj) {
-    const dir = findProtoDir(name);
+    const dir = PRECOMPILED ? 'proto' : findProtoDir(name);
     const def = protoLoader.loadSync(join(dir, name), {
       keepCase: false,
       longs: Number,
