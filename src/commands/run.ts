@@ -1,9 +1,13 @@
-/** `run` and `guard`: load the config, build the adapters, run a sequence, print one verdict line. */
+/**
+ * `run` and `guard`: load the config, build the adapters, run a sequence; on stdout one line per
+ * phase and one verdict line (core/summary.ts).
+ */
 
 import { createJournal } from '../adapters/journal.js';
 import { createNotifier } from '../adapters/notify.js';
 import { type BootAdapters, bootSequence, guardSequence } from '../boot.js';
 import { type Config, DEFAULT_STATE_DIR, loadConfig } from '../config.js';
+import { verdictLine } from '../core/summary.js';
 import { BootError, EXIT } from '../errors.js';
 import { createLogger, journalDestination } from '../log.js';
 import { isPhaseName, PHASE_NAMES, type Phase, type PhaseName } from '../runner/phase.js';
@@ -62,6 +66,8 @@ async function sequence(
       statusFile: command === 'run' ? 'status.json' : 'guard.json',
       configSources: cfg.sources,
       notify: notifier.status,
+      // One line per phase on stdout: the console under systemd (StandardOutput=journal+console).
+      summary: (line) => process.stdout.write(`${line}\n`),
     });
     const took = Date.parse(status.finishedAt ?? status.startedAt) - Date.parse(status.startedAt);
     // The run's verdict as one entry (no phase): what `report --source journal` ends a timeline with.
@@ -78,15 +84,8 @@ async function sequence(
         verdict,
       );
     else log.info({ result: 'ok', durationMs: took }, verdict);
-    if (error) {
-      const phase = status.phases.find((p) => p.result === 'failed')?.name ?? 'none';
-      process.stdout.write(
-        `node-bootstrap: FAILED phase=${phase} code=${error.code} retryable=${error.retryable} hint=${JSON.stringify(error.hint)}\n`,
-      );
-      return error.exitCode;
-    }
-    const warnings = status.phases.flatMap((p) => p.warnings);
-    process.stdout.write(`node-bootstrap: OK ${command} in ${took} ms, ${warnings.length} warning(s)\n`);
+    process.stdout.write(`${verdictLine({ command, phases: status.phases, durationMs: took, error })}\n`);
+    if (error) return error.exitCode;
     return EXIT.ok;
   } finally {
     adapters.close();

@@ -2,6 +2,7 @@
  * The phase runner: one place that gives every phase a deadline, an AbortSignal, uniform logs
  * (started / done with duration / failed with code), a live status line and a timeline in status.json.
  */
+import { phaseLine } from '../core/summary.js';
 import { BootError, toBootError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Phase, PhaseContext, PhaseName } from './phase.js';
@@ -20,6 +21,10 @@ export interface RunnerOptions {
   configSources?: string[];
   /** Live status line (sd_notify STATUS=). */
   notify?: (status: string) => void;
+  /** One self-contained line per phase that ended (core/summary.ts), for stdout and the console. */
+  summary?: (line: string) => void;
+  /** Called with the timeline after every save (copies for the log collector, metrics). */
+  onSave?: (status: RunStatus) => void;
 }
 
 const abortedBy = (signal: AbortSignal): string =>
@@ -59,8 +64,18 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
   };
   const save = (): void => {
     if (opts.stateDir) writeStatus(opts.stateDir, status, opts.statusFile);
+    try {
+      opts.onSave?.(status);
+    } catch (err) {
+      // Copies and metrics are for observers: never a reason for the run itself to fail.
+      opts.log.warn({ err: String(err) }, `saving the timeline's copies failed: ${String(err)}`);
+    }
   };
   const notify = opts.notify ?? (() => {});
+  const summarize = (rec: PhaseRecord): void => {
+    const line = phaseLine(rec);
+    if (line) opts.summary?.(line);
+  };
   save();
 
   let failed: BootError | undefined;
@@ -71,6 +86,7 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
     if (opts.skip?.has(phase.name)) {
       rec.result = 'skipped';
       log.info({ result: 'skipped' }, `${progress} ${phase.name}: skipped (--skip)`);
+      summarize(rec);
       continue;
     }
     if (opts.signal.aborted) break;
@@ -101,6 +117,7 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
         { result: 'ok', durationMs: rec.durationMs },
         `${progress} ${phase.name}: done in ${rec.durationMs} ms`,
       );
+      summarize(rec);
     } catch (err) {
       failed = classify(err, phase, opts.signal, deadline);
       rec.durationMs = Math.round(performance.now() - started);
@@ -116,6 +133,7 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
         },
         `${progress} ${phase.name}: failed (${failed.code}): ${failed.message}`,
       );
+      summarize(rec);
       notify(`${progress} ${phase.name} failed: ${failed.code}`);
       save();
       break;

@@ -46,7 +46,10 @@ describe('timelineFromJournal', () => {
         MESSAGE: 'node-bootstrap 1.2.3 run: OK in 130 ms',
       }),
       // stdout of the unit (SyslogIdentifier=node-bootstrap): no fields, ignored.
-      { __REALTIME_TIMESTAMP: String(clock + 5), MESSAGE: 'node-bootstrap: OK run in 130 ms, 1 warning(s)' },
+      {
+        __REALTIME_TIMESTAMP: String(clock + 5),
+        MESSAGE: 'node-bootstrap: OK 2/2 phases in 0.13s warnings=1',
+      },
     ];
     const st = timelineFromJournal(entries)!;
     expect(st).toMatchObject({ command: 'run', version: '1.2.3', pid: 41, result: 'ok', exitCode: 0 });

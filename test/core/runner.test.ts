@@ -36,6 +36,8 @@ async function runWith(phases: Phase[], extra: { signal?: AbortSignal; skip?: Ph
   const out = sink();
   const stateDir = mkdtempSync(join(tmpdir(), 'nb-runner-'));
   const statuses: string[] = [];
+  const summary: string[] = [];
+  const saves: string[] = [];
   const outcome = await runPhases(phases, {
     command: 'run',
     version: '0.0.0-test',
@@ -44,8 +46,10 @@ async function runWith(phases: Phase[], extra: { signal?: AbortSignal; skip?: Ph
     skip: new Set(extra.skip ?? []),
     stateDir,
     notify: (s) => statuses.push(s),
+    summary: (line) => summary.push(line),
+    onSave: (st) => saves.push(st.result),
   });
-  return { ...outcome, logs: out.lines(), stateDir, statuses };
+  return { ...outcome, logs: out.lines(), stateDir, statuses, summary, saves };
 }
 
 describe('runPhases', () => {
@@ -78,6 +82,13 @@ describe('runPhases', () => {
       'cri:ok',
     ]);
     expect(r.statuses.at(-1)).toBe('done: all gates passed');
+    // One operator line per phase, as it ends; onSave sees every save, the last one final.
+    expect(r.summary).toEqual([
+      expect.stringMatching(/^node-bootstrap: phase=containerd-socket done \d+\.\d\ds$/),
+      expect.stringMatching(/^node-bootstrap: phase=cri done \d+\.\d\ds warnings=1$/),
+    ]);
+    expect(r.saves.at(-1)).toBe('ok');
+    expect(r.saves.slice(0, -1).every((x) => x === 'running')).toBe(true);
     // status.json is the same timeline, and no temp file is left behind
     expect(readStatus(r.stateDir)).toEqual(r.status);
     expect(readdirSync(r.stateDir)).toEqual(['status.json']);
@@ -98,6 +109,11 @@ describe('runPhases', () => {
     expect(r.error?.exitCode).toBe(78);
     expect(r.status.exitCode).toBe(78);
     expect(r.status.phases.map((p) => p.result)).toEqual(['failed', 'not-run']);
+    expect(r.summary).toEqual([
+      expect.stringMatching(
+        /^node-bootstrap: phase=cri FAILED code=CRI_UNIMPLEMENTED \d+\.\d\ds hint="enable the CRI plugin.*" error="containerd does not serve CRI"$/,
+      ),
+    ]);
     const failed = r.logs.find((l) => l.result === 'failed')!;
     expect(failed).toMatchObject({ phase: 'cri', code: 'CRI_UNIMPLEMENTED', retryable: false });
     expect(String(failed.hint)).toMatch(/disabled_plugins/);

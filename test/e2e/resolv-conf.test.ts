@@ -59,7 +59,7 @@ describe.each([
   it('kubelet starts with --resolv-conf pointing at the corrected copy; the original is untouched', async () => {
     const r = await c.runUnit(RUN, { timeoutMs: 60_000 });
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(r.stdout).toMatch(/node-bootstrap: OK run in \d+ ms, 1 warning\(s\)/);
+    expect(r.stdout).toMatch(/^node-bootstrap: OK \d\/6 phases in \d+\.\d\ds warnings=1\b/m);
     expect(kubeletArgs(c)).toEqual([
       '--node-labels=team=a',
       '--resolv-conf=/etc/kubelet-resolv.conf',
@@ -94,7 +94,7 @@ describe.each([
     await c.systemctl('stop', 'kubelet.service');
     const r = await c.runUnit(RUN, { timeoutMs: 60_000 });
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    expect(r.stdout).toMatch(/node-bootstrap: OK run in \d+ ms, 0 warning\(s\)/);
+    expect(r.stdout).toMatch(/^node-bootstrap: OK \d\/6 phases in \d+\.\d\ds(?! warnings)/m);
     expect(kubeletArgs(c)).toEqual(['--node-labels=team=a', '--resolv-conf=/etc/kubelet-resolv.conf']);
     const gone = await c.exec(['ls', '/run/node-bootstrap', '/run/systemd/system/kubelet.service.d']);
     expect(gone.stdout).not.toMatch(/kubelet-resolv\.env|resolv\.conf\b|20-node-bootstrap-resolv\.conf/);

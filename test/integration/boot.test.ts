@@ -75,8 +75,18 @@ describe.concurrent.each(VERSIONS)('containerd %s readiness (bundle run)', (vers
       async () => {
         const r = await run(freshStateDir(tb));
         expect(r.code, explain(r)).toBe(0);
-        expect(r.verdict).toMatch(/^node-bootstrap: OK run in \d+ ms/);
+        expect(r.verdict).toMatch(/^node-bootstrap: OK 3\/6 phases in \d+\.\d\ds /);
         common(r);
+        // What an operator reads on stdout (the console under systemd): a line per phase, the verdict.
+        expect(r.stdout.split('\n').filter(Boolean)).toEqual([
+          'node-bootstrap: phase=containerd-unit skipped',
+          expect.stringMatching(/^node-bootstrap: phase=containerd-socket done \d+\.\d\ds$/),
+          expect.stringMatching(/^node-bootstrap: phase=cri done \d+\.\d\ds( warnings=1)?$/),
+          expect.stringMatching(/^node-bootstrap: phase=sandbox-image done \d+\.\d\ds( warnings=1)?$/),
+          'node-bootstrap: phase=resolv-conf skipped',
+          'node-bootstrap: phase=kubelet skipped',
+          r.verdict,
+        ]);
         const cri = r.phase('cri');
         expect(cri.facts.containerdVersion).toMatch(new RegExp(`^${version.replace('.', '\\.')}\\.`));
         expect(cri.facts.pinsLabelledImages).toBe(version === '1.7');
@@ -87,10 +97,10 @@ describe.concurrent.each(VERSIONS)('containerd %s readiness (bundle run)', (vers
             ),
           ]);
           // The sandbox-image phase repeats it for the image it could not pin: two warnings in all.
-          expect(r.verdict).toMatch(/, 2 warning\(s\)$/);
+          expect(r.verdict).toMatch(/ warnings=2 skipped=/);
         } else {
           expect(cri.warnings).toEqual([]);
-          expect(r.verdict).toMatch(/, 0 warning\(s\)$/);
+          expect(r.verdict).not.toMatch(/warnings=/);
         }
       },
     );
@@ -221,6 +231,10 @@ describe.concurrent.each(VERSIONS)('containerd %s readiness (bundle run)', (vers
       expect(r.code, explain(r)).toBe(78);
       expect(r.verdict).toMatch(
         /^node-bootstrap: FAILED phase=cri code=CRI_UNIMPLEMENTED retryable=false hint=".*disabled_plugins/,
+      );
+      // The failed phase's own line carries the code, the hint and the error: MESSAGE alone suffices.
+      expect(r.stdout).toMatch(
+        /^node-bootstrap: phase=cri FAILED code=CRI_UNIMPLEMENTED \d+\.\d\ds hint=".*disabled_plugins.*" error=".*unknown service runtime\.v1\.RuntimeService.*"$/m,
       );
       const f = failure(r);
       expect(f).toMatchObject({ phase: 'cri', code: 'CRI_UNIMPLEMENTED' });

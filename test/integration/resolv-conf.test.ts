@@ -92,7 +92,7 @@ describe('resolv-conf phase (bundle, no peers)', () => {
     );
     const r = await run(s);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/node-bootstrap: OK run in \d+ ms, 1 warning\(s\)/);
+    expect(r.stdout).toMatch(/^node-bootstrap: OK \d\/6 phases in \d+\.\d\ds warnings=1 /m);
     expect(phase(r)).toMatchObject({
       result: 'ok',
       facts: {

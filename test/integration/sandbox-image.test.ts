@@ -338,7 +338,9 @@ describe.concurrent.each(VERSIONS)('sandbox image on containerd %s (bundle run/g
 
         const well = await h.run('guard', { config, stateDir: state });
         expect(well.code, explain(well)).toBe(0);
-        expect(well.verdict).toMatch(/^node-bootstrap: OK guard in \d+ ms/);
+        expect(well.verdict).toMatch(
+          /^node-bootstrap: OK 3\/3 phases in \d+\.\d\ds( warnings=\d+)? command=guard$/,
+        );
         expect(existsSync(join(state, 'guard.json'))).toBe(true);
         expect(well.timeline?.command).toBe('guard');
         expect(well.timeline?.phases.map((p) => p.name)).toEqual([
