@@ -401,15 +401,16 @@ describe.concurrent.each(VERSIONS)('sandbox image on containerd %s (bundle run/g
     step(
       'registry down, a deadline shorter than one pass over the sources: still PULL_NETWORK, not PHASE_TIMEOUT',
       async () => {
-        // Six unreachable sources, three pull attempts each with backoff (>= 0.75 s a source): one
-        // pass takes > 4.5 s, so the 3.5 s deadline cuts the first pass, late enough for the first
-        // attempts to have failed even on a loaded machine. The failures seen so far are the verdict.
+        // Twelve unreachable sources, three pull attempts each with backoff (>= 0.75 s a source): one
+        // pass takes > 9 s, so the 6 s deadline cuts the first pass, late enough for the first
+        // attempts (after the AWS SDK's load and the ECR token) to have failed even on a loaded
+        // machine. The failures seen so far are the verdict.
         await h.tb.registry!.stop();
         const fallbacks = [
           `${OTHER_REGION_HOST}/eks/pause:3.10`,
-          ...['pause-mirror', 'pause-a', 'pause-b', 'pause-c'].map((r) => `${ECR_HOST}/eks/${r}:3.10`),
+          ...Array.from({ length: 10 }, (_, i) => `${ECR_HOST}/eks/pause-m${i}:3.10`),
         ];
-        const config = h.config({ sandboxImage: { fallbacks }, timeouts: { 'sandbox-image': '3.5s' } });
+        const config = h.config({ sandboxImage: { fallbacks }, timeouts: { 'sandbox-image': '6s' } });
         const r = await h.run('run', { config });
         expect(r.code, explain(r)).toBe(75);
         expect(r.verdict).toMatch(
