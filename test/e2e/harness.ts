@@ -60,6 +60,12 @@ export interface BootOptions {
   files?: Record<string, FileSpec>;
   /** Units enabled at boot (their [Install] section, applied with `systemctl --root enable`). */
   enable?: string[];
+  /**
+   * A bash snippet run before boot, after `files` and `units` are written and before `enable`, with
+   * `$R` the container's root (host paths are visible): what an image build does to the image,
+   * e.g. `rpm --root "$R" -i …`. Its output goes to the console log; a failure fails the boot.
+   */
+  prepare?: string;
   /** Units masked at boot (`systemd.mask=` arguments to PID 1). */
   mask?: string[];
   /** Host paths bound inside, e.g. the project at /srv/node-bootstrap (not /tmp: PrivateTmp hides it). */
@@ -217,7 +223,8 @@ export async function eventually<T>(
 
 // ---------------------------------------------------------------------------------------------
 // The root-preparation script, run by bash inside `unshare --mount --propagation private`.
-// $1: the host temp dir; $2…: nspawn arguments. Env: KEEP_HOST_UNITS, ENABLE (unit names).
+// $1: the host temp dir; $2…: nspawn arguments. Env: KEEP_HOST_UNITS, ENABLE (unit names),
+// PREPARE_ROOT (opts.prepare).
 const PREPARE = String.raw`
 set -Eeuo pipefail
 D=$1; shift
@@ -240,6 +247,9 @@ while IFS=$'\t' read -r kind a b; do
     L) mkdir -p -- "$(dirname -- "$R$a")"; ln -sfn -- "$b" "$R$a" ;;
   esac
 done < "$D/layer/manifest"
+if [[ -n $PREPARE_ROOT ]]; then
+  eval "$PREPARE_ROOT"
+fi
 if [[ -n $ENABLE ]]; then
   # shellcheck disable=SC2086
   systemctl --root="$R" --quiet --no-reload enable -- $ENABLE
@@ -565,6 +575,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdContai
         PREPARE,
         KEEP_HOST_UNITS: opts.keepHostUnits ? '1' : '0',
         ENABLE: (opts.enable ?? []).join(' '),
+        PREPARE_ROOT: opts.prepare ?? '',
         ...Object.fromEntries(procsFiles.map((p, i) => [`CG${i}`, p])),
       },
     },

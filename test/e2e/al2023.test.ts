@@ -1,0 +1,326 @@
+/**
+ * An AL2023-like EKS worker node in a booted systemd, with node-bootstrap installed FROM ITS RPM
+ * into the image root before boot (`rpm --root`, as an image build does; its scriptlet runs in that
+ * chroot), never from the repository:
+ *
+ *   - `nodeadm-config.service` (a shell oneshot standing in for nodeadm's config step) renders what
+ *     nodeadm renders: containerd's `/etc/containerd/config.toml` (schema v2, sandbox_image
+ *     `localhost/kubernetes/pause:latest`), kubelet's `/etc/kubernetes/kubelet/config.json` plus a
+ *     `config.json.d/` drop-in, and `/etc/eks/kubelet/environment`;
+ *   - the image bakes the pause image as an OCI archive at `/etc/eks/pause.tar` (the testbed's pause
+ *     image under `localhost/kubernetes/pause:latest`);
+ *   - kubelet.service is shaped like the AMI's (EnvironmentFile=/etc/eks/kubelet/environment,
+ *     `--config`, `--config-dir`), running the kubelet stand-in (lib/boot-kubelet.ts);
+ *   - containerd 1.7 (Debian's unit) with the regional ECR host's certs.d pointing at a port where
+ *     no registry listens: the registry is down for the whole boot.
+ *
+ * The standalone way in: node-bootstrap.service as the package installed it (/usr/lib/systemd/system,
+ * enabled at image build). It must get the pause image from the baked archive, pin it under the name
+ * containerd is configured with, and only then start kubelet.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunStatus } from '../../src/runner/status.js';
+import { ensureBuilt } from '../integration/lib/run-bundle.js';
+import { ECR_HOST, startTestbed, type Testbed } from '../testbed/index.js';
+import { buildPackages, expectedFiles, type Packages } from '../testbed/packages.js';
+import { exportPauseArchive } from '../testbed/pause-image.js';
+import { bootSystemd, readInside, type SystemdContainer } from './harness.js';
+import { hostsToml, INSIDE, kubeletStandin, REPO, SOCKET, STANDIN, show } from './lib/boot-node.js';
+
+/** The name AL2023 images bake and pin the pause image under. */
+const PAUSE_LOCAL = 'localhost/kubernetes/pause:latest';
+const PAUSE_TAR = '/etc/eks/pause.tar';
+const NB = 'node-bootstrap.service';
+const STATE_DIR = '/run/node-bootstrap';
+const KUBELET_CONFIG = '/etc/kubernetes/kubelet/config.json';
+const KUBELET_DROPINS = '/etc/kubernetes/kubelet/config.json.d';
+const KUBELET_ENV = '/etc/eks/kubelet/environment';
+/** Where the rendered kubelet drop-in points pods' DNS. */
+const POD_RESOLV = '/etc/eks/resolv-pods.conf';
+const PKG_INSIDE = '/srv/packages';
+
+/** containerd's config as nodeadm renders it on AL2023 (schema v2), for this testbed. */
+function containerdToml(): string {
+  const cri = 'plugins."io.containerd.grpc.v1.cri"';
+  return `version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+
+[grpc]
+address = "${SOCKET}"
+
+[${cri}]
+sandbox_image = "${PAUSE_LOCAL}"
+restrict_oom_score_adj = true
+
+[${cri}.containerd]
+default_runtime_name = "runc"
+discard_unpacked_layers = true
+
+[${cri}.registry]
+config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"
+`;
+}
+
+/** The nodeadm-config stand-in: renders containerd's and kubelet's configuration, as nodeadm does. */
+function nodeadmConfigScript(): string {
+  const kubeletConfig = {
+    kind: 'KubeletConfiguration',
+    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    address: '0.0.0.0',
+    clusterDomain: 'cluster.local',
+    clusterDNS: ['10.100.0.10'],
+    cgroupDriver: 'systemd',
+    containerRuntimeEndpoint: `unix://${SOCKET}`,
+    imageGCHighThresholdPercent: 85,
+    imageGCLowThresholdPercent: 80,
+  };
+  const dropIn = {
+    kind: 'KubeletConfiguration',
+    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    resolvConf: POD_RESOLV,
+    imageGCHighThresholdPercent: 75,
+  };
+  return `#!/bin/sh
+# e2e stand-in for nodeadm's config step: render the files nodeadm renders, then exit.
+set -eu
+install -d -m 0755 /etc/containerd ${KUBELET_DROPINS} /etc/eks/kubelet
+cat > /etc/containerd/config.toml <<'EOF'
+${containerdToml()}EOF
+cat > ${KUBELET_CONFIG} <<'EOF'
+${JSON.stringify(kubeletConfig, null, 2)}
+EOF
+cat > ${KUBELET_DROPINS}/40-e2e.conf <<'EOF'
+${JSON.stringify(dropIn, null, 2)}
+EOF
+cat > ${KUBELET_ENV} <<'EOF'
+NODEADM_KUBELET_ARGS="--node-ip=10.0.0.12 --hostname-override=ip-10-0-0-12.us-west-2.compute.internal --cloud-provider=external"
+EOF
+echo "nodeadm-config (e2e): rendered containerd and kubelet configuration"
+`;
+}
+
+const UNITS = {
+  'nodeadm-config.service': `[Unit]
+Description=nodeadm config stand-in (e2e): renders containerd's and kubelet's configuration
+Before=containerd.service kubelet.service node-bootstrap.service nodeadm-run.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/libexec/e2e/nodeadm-config
+
+[Install]
+WantedBy=multi-user.target
+`,
+  // Shaped like the AMI's kubelet.service: flags from --config, --config-dir and the environment file.
+  'kubelet.service': `[Unit]
+Description=kubelet stand-in (e2e), started the way the AMI starts kubelet
+Wants=containerd.service
+After=containerd.service
+
+[Service]
+Type=notify
+NotifyAccess=main
+EnvironmentFile=-${KUBELET_ENV}
+ExecStart=/usr/bin/node ${STANDIN} ${INSIDE}/proto ${SOCKET} --config ${KUBELET_CONFIG} --config-dir ${KUBELET_DROPINS} $NODEADM_KUBELET_ARGS
+TimeoutStartSec=20s
+
+[Install]
+WantedBy=multi-user.target
+`,
+};
+
+let tb: Testbed;
+let pkgs: Packages;
+let pauseTar: Uint8Array;
+const log: string[] = [];
+
+beforeAll(async () => {
+  await ensureBuilt();
+  [pkgs, tb] = await Promise.all([buildPackages('al2023'), startTestbed({ containerd: false })]);
+  const tar = await exportPauseArchive(join(pkgs.dir, 'pause.tar'), {
+    format: 'oci-archive',
+    name: PAUSE_LOCAL,
+  });
+  pauseTar = readFileSync(tar);
+}, 180_000);
+
+afterAll(async () => {
+  await tb?.stop();
+  if (log.length) console.log(`e2e al2023:\n${log.map((l) => `  ${l}`).join('\n')}`);
+});
+
+interface NodeOptions {
+  name: string;
+  /** Units enabled at image build, besides nodeadm-config and containerd. */
+  enable: string[];
+  /** Extra units (e.g. nodeadm-run.service). */
+  units?: Record<string, string>;
+  /** Extra files. */
+  files?: Record<string, string>;
+  /** Where containerd pulls the regional ECR host from; default a port where nothing listens. */
+  registry?: string;
+}
+
+/** The AL2023-like node, with node-bootstrap's RPM installed into the root before boot. */
+async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
+  if (!tb.pki) throw new Error('testbed without PKI');
+  const bin17 = `${INSIDE}/.cache/containerd-1.7/usr/bin`;
+  const certs = `/etc/containerd/certs.d/${ECR_HOST}`;
+  const awsEnv = ['AWS_ENDPOINT_URL_ECR', 'AWS_EC2_METADATA_SERVICE_ENDPOINT', 'AWS_CONFIG_FILE']
+    .concat('AWS_SHARED_CREDENTIALS_FILE')
+    .map((k) => `Environment="${k}=${tb.env[k]}"`)
+    .join('\n');
+  return bootSystemd({
+    name: o.name,
+    privateNetwork: false,
+    tmpfs: ['/var/lib/containerd'],
+    binds: [
+      { host: REPO, inside: INSIDE, readOnly: true },
+      { host: pkgs.dir, inside: PKG_INSIDE, readOnly: true },
+    ],
+    units: { ...UNITS, ...o.units },
+    files: {
+      '/usr/local/libexec/e2e/nodeadm-config': nodeadmConfigScript(),
+      [PAUSE_TAR]: { content: pauseTar, mode: 0o644 },
+      [POD_RESOLV]: 'nameserver 10.100.0.10\nsearch us-west-2.compute.internal\noptions ndots:5\n',
+      [`${certs}/hosts.toml`]: hostsToml(o.registry ?? 'https://127.0.0.1:9', `${certs}/ca.crt`),
+      [`${certs}/ca.crt`]: readFileSync(tb.pki.caFile, 'utf8'),
+      [STANDIN]: await kubeletStandin(),
+      '/etc/systemd/system/containerd.service.d/50-e2e.conf': [
+        '[Service]',
+        'ExecStart=',
+        `ExecStart=${bin17}/containerd`,
+        `Environment=PATH=${bin17}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+        '',
+      ].join('\n'),
+      // The testbed's AWS endpoints (ECR API and IMDS emulators): test plumbing, not product config.
+      [`/etc/systemd/system/${NB}.d/50-e2e-aws.conf`]: `[Service]\n${awsEnv}\n`,
+      '/etc/node-bootstrap/config.d/50-e2e.yaml': [
+        'sandboxImage:',
+        `  archive: ${PAUSE_TAR}`,
+        'timeouts:',
+        '  containerd-unit: 30s',
+        '  containerd-socket: 10s',
+        '  cri: 10s',
+        '  sandbox-image: 60s',
+        '  kubelet: 20s',
+        '',
+      ].join('\n'),
+      ...o.files,
+    },
+    // The image build: the RPM into the root, scriptlet included (it runs chrooted; no systemd
+    // runs there, so it reloads nothing). --nodeps: Node.js is Debian's here, not an RPM.
+    prepare: `rpm --root "$R" --dbpath /var/lib/rpm --nodeps -i ${pkgs.rpm}`,
+    enable: ['nodeadm-config.service', 'containerd.service', ...o.enable],
+    bootTimeoutMs: 90_000,
+  });
+}
+
+const statusJson = async (c: SystemdContainer): Promise<RunStatus> =>
+  JSON.parse(await readInside(c, `${STATE_DIR}/status.json`)) as RunStatus;
+
+async function diagnose(c: SystemdContainer, units: string[]): Promise<string> {
+  const lines = await Promise.all(
+    units.map(async (u) => {
+      const s = await show(c, u);
+      return `${u}: ${s.ActiveState}/${s.SubState} Result=${s.Result} ${s.StatusText}`;
+    }),
+  );
+  const tail = await c.exec(['journalctl', '-u', NB, '-o', 'cat', '-n', '25', '--no-pager']);
+  return `${c.name}, failed: ${c.failedUnits.join(' ') || 'none'}\n${lines.join('\n')}\n${tail.stdout}`;
+}
+
+/** `ctr images ls` inside: name → labels. */
+async function ctrImages(c: SystemdContainer): Promise<Map<string, string>> {
+  const r = await c.exec(['ctr', '--connect-timeout', '2s', '-n', 'k8s.io', 'images', 'ls'], { check: true });
+  const out = new Map<string, string>();
+  for (const line of r.stdout.split('\n').slice(1).filter(Boolean)) {
+    const cols = line.trim().split(/\s+/);
+    out.set(cols[0]!, cols.at(-1)!);
+  }
+  return out;
+}
+
+describe('AL2023-like node, node-bootstrap from its RPM', () => {
+  it('standalone node-bootstrap.service, registry down: the baked archive is imported and pinned as localhost/kubernetes/pause:latest, then kubelet starts', async () => {
+    const c = await al2023Node({ name: 'al2023-std', enable: [NB, 'kubelet.service'] });
+    try {
+      const units = ['nodeadm-config.service', 'containerd.service', NB, 'kubelet.service'];
+      const why = await diagnose(c, units);
+      expect(c.failedUnits, why).toEqual([]);
+
+      // Installed by rpm into the image: the package's own files, rpm -V clean, the unit as shipped.
+      const q = await c.exec(['rpm', '--dbpath', '/var/lib/rpm', '-q', 'node-bootstrap'], { check: true });
+      expect(q.stdout.trim()).toBe(`node-bootstrap-${pkgs.version}-1.noarch`);
+      const verify = await c.exec(['rpm', '--dbpath', '/var/lib/rpm', '-V', '--nodeps', 'node-bootstrap']);
+      expect(verify.stdout + verify.stderr).toBe('');
+      const frag = await c.exec(['systemctl', 'show', NB, '-P', 'FragmentPath', '-P', 'ExecStart'], {
+        check: true,
+      });
+      // The vendor directory (Debian's merged /usr names it /lib/systemd/system).
+      expect(frag.stdout).toMatch(/^(\/usr)?\/lib\/systemd\/system\/node-bootstrap\.service$/m);
+      expect(frag.stdout).toContain('path=/usr/bin/node-bootstrap ; argv[]=/usr/bin/node-bootstrap run ;');
+      expect(expectedFiles().has('/usr/lib/systemd/system/node-bootstrap.service')).toBe(true);
+
+      // nodeadm-config rendered before containerd started; containerd runs on the rendered config.
+      const [cfg, ctrd, nb, kubelet] = await Promise.all(units.map((u) => show(c, u)));
+      expect([cfg!.ActiveState, cfg!.Result]).toEqual(['active', 'success']);
+      expect(ctrd!.ExecMainStartTimestampMonotonic).toBeGreaterThan(cfg!.ActiveEnterTimestampMonotonic);
+      expect([nb!.ActiveState, nb!.Result], why).toEqual(['active', 'success']);
+      expect(kubelet!.ActiveState, why).toBe('active');
+
+      // The pause image: from the baked archive (the registry is down), under the configured name, pinned.
+      const status = await statusJson(c);
+      const pause = status.phases.find((p) => p.name === 'sandbox-image')!;
+      expect(pause, why).toMatchObject({ result: 'ok' });
+      expect(pause.facts).toMatchObject({ image: PAUSE_LOCAL, source: `archive ${PAUSE_TAR}` });
+      expect((await ctrImages(c)).get(PAUSE_LOCAL)).toMatch(/io\.cri-containerd\.pinned=pinned/);
+      // kubelet (the stand-in checks the configured sandbox image is present and pinned) came after.
+      expect(kubelet!.ExecMainStartTimestampMonotonic).toBeGreaterThan(nb!.ExecMainStartTimestampMonotonic);
+
+      // kubelet's rendered files are where node-bootstrap read its settings: the drop-in's resolvConf.
+      const resolv = status.phases.find((p) => p.name === 'resolv-conf');
+      expect(resolv, why).toMatchObject({ result: 'ok' });
+      expect(JSON.stringify(resolv!.facts)).toContain(POD_RESOLV);
+
+      log.push(
+        `standalone: sandbox-image ${pause.durationMs} ms from ${pause.facts.source}; phases ${status.phases.map((p) => `${p.name} ${p.durationMs ?? 0}`).join(', ')} (ms)`,
+      );
+
+      // The packages on the live node: their scripts reload systemd only because it runs here.
+      const reloads = async () =>
+        (await c.journal(['_PID=1'])).filter((e) => String(e.MESSAGE).startsWith('Reloading')).length;
+      const reloadsBefore = await reloads();
+      const rpmU = await c.exec([
+        'rpm',
+        '--dbpath',
+        '/var/lib/rpm',
+        '-U',
+        '--replacepkgs',
+        '--nodeps',
+        `${PKG_INSIDE}/${pkgs.rpm.split('/').pop()}`,
+      ]);
+      expect(rpmU.code, rpmU.stderr).toBe(0);
+      const deb = await c.exec(['dpkg', '-i', `${PKG_INSIDE}/${pkgs.deb.split('/').pop()}`], {
+        timeoutMs: 60_000,
+      });
+      expect(deb.code, deb.stderr + deb.stdout).toBe(0); // Depends: nodejs (>= 20) met by this node's Node
+      const reloadsAfter = await reloads();
+      expect(reloadsAfter - reloadsBefore).toBeGreaterThanOrEqual(2);
+      expect((await c.exec(['dpkg-query', '-W', '-f=${Status} ${Version}', 'node-bootstrap'])).stdout).toBe(
+        `install ok installed ${pkgs.version}-1`,
+      );
+      expect((await c.exec(['/usr/bin/node-bootstrap', '--version'], { check: true })).stdout.trim()).toBe(
+        pkgs.version,
+      );
+      // Nothing was enabled or restarted by the packages.
+      expect((await show(c, NB)).ExecMainStartTimestampMonotonic).toBe(nb!.ExecMainStartTimestampMonotonic);
+    } finally {
+      await c.stop();
+    }
+  });
+});
