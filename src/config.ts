@@ -105,6 +105,12 @@ const FileSchema = z.strictObject({
     })
     .optional(),
   timeouts: z.strictObject(Object.fromEntries(PHASE_NAMES.map((p) => [p, duration.optional()]))).optional(),
+  nodeConfig: z
+    .strictObject({
+      file: absPath.optional(),
+      imds: z.boolean().optional(),
+    })
+    .optional(),
 });
 type FileConfig = z.infer<typeof FileSchema>;
 
@@ -124,6 +130,11 @@ export interface Config {
   kubelet: { unit: string; resolvConf?: string; config?: string; resolvConfPolicy: ResolvConfPolicy };
   prefetch: PrefetchConfig;
   timeouts: Record<PhaseName, number>;
+  /**
+   * Where the node's NodeConfig (node.eks.aws/v1alpha1) is read from: `file` (user data saved on
+   * disk: MIME multipart or YAML), else IMDS user data when `imds` is true and IMDS is not disabled.
+   */
+  nodeConfig: { file?: string; imds: boolean };
   /** The parts of the environment node-bootstrap itself reads (the AWS SDK reads its own). */
   env: Env;
 }
@@ -274,6 +285,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     },
     prefetch: prefetchConfig(merged.prefetch),
     timeouts,
+    nodeConfig: { file: merged.nodeConfig?.file, imds: merged.nodeConfig?.imds ?? true },
     env: readEnv(env),
   };
 }

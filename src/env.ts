@@ -12,7 +12,14 @@ export interface Env {
   notifySocket?: string;
   /** Set by systemd when stdout/stderr go to the journal. */
   journalStream?: string;
+  /**
+   * HTTPS_PROXY, HTTP_PROXY, NO_PROXY in both spellings, as set (the unit's Environment= or
+   * EnvironmentFile=). Node ignores them; core/proxy.ts decides and the AWS adapters apply them.
+   */
+  proxy: Record<string, string>;
 }
+
+const PROXY_ENV = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy'];
 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
   return {
@@ -21,5 +28,6 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
     imdsDisabled: (env.AWS_EC2_METADATA_DISABLED ?? '').toLowerCase() === 'true',
     notifySocket: env.NOTIFY_SOCKET || undefined,
     journalStream: env.JOURNAL_STREAM || undefined,
+    proxy: Object.fromEntries(PROXY_ENV.filter((k) => env[k]).map((k) => [k, env[k]!])),
   };
 }

@@ -6,6 +6,7 @@
  */
 import type { ECRClient } from '@aws-sdk/client-ecr';
 import { type ImdsFinding, toEcrBootError } from '../core/ecr-errors.js';
+import { hasProxy, type ProxySettings, redactProxy } from '../core/proxy.js';
 import { BootError } from '../errors.js';
 import { type Imds, ImdsError } from './imds.js';
 
@@ -31,6 +32,11 @@ export interface EcrOptions {
   requestTimeoutMs?: number;
   /** When the SDK finds no credentials, asked for the instance profile to tell the operator why. */
   imds?: Pick<Imds, 'role'>;
+  /**
+   * The node's proxy settings (core/proxy.ts), asked once before the first call: HTTPS_PROXY,
+   * HTTP_PROXY and NO_PROXY are applied to the ECR API explicitly (Node ignores them on its own).
+   */
+  proxy?: () => Promise<ProxySettings | undefined>;
 }
 
 async function findInstanceProfile(
@@ -56,22 +62,44 @@ function decodeToken(token: string): { username: string; password: string } | un
 
 export function createEcr(opts: EcrOptions): Ecr {
   let client: Promise<ECRClient> | undefined;
+  let agent: import('./proxy-agent.js').ProxyRoutingAgent | undefined;
+  let proxies: ProxySettings | undefined;
   const getClient = (): Promise<ECRClient> => {
-    client ??= import('@aws-sdk/client-ecr').then(
-      ({ ECRClient }) =>
-        new ECRClient({
-          region: opts.region,
-          ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-          maxAttempts: opts.maxAttempts ?? 3,
-          retryMode: 'standard',
-          requestHandler: {
-            connectionTimeout: 3_000,
-            requestTimeout: opts.requestTimeoutMs ?? 10_000,
-            throwOnRequestTimeout: true,
-          },
-        }),
-    );
+    client ??= (async () => {
+      proxies = await opts.proxy?.();
+      if (proxies && hasProxy(proxies)) {
+        const { ProxyRoutingAgent } = await import('./proxy-agent.js');
+        agent = new ProxyRoutingAgent(proxies);
+      }
+      const { ECRClient } = await import('@aws-sdk/client-ecr');
+      return new ECRClient({
+        region: opts.region,
+        ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+        maxAttempts: opts.maxAttempts ?? 3,
+        retryMode: 'standard',
+        requestHandler: {
+          connectionTimeout: 3_000,
+          requestTimeout: opts.requestTimeoutMs ?? 10_000,
+          throwOnRequestTimeout: true,
+          ...(agent ? { httpsAgent: agent, httpAgent: agent } : {}),
+        },
+      });
+    })();
     return client;
+  };
+  /** The proxy the failed call went through (redacted) and the variable that set it. */
+  const proxyContext = () => {
+    const route = agent?.lastRoute;
+    if (!route?.proxy) return undefined;
+    const via =
+      route.target && proxies?.https && redactProxy(proxies.https.value) === route.proxy
+        ? proxies.https
+        : proxies?.http;
+    return {
+      url: route.proxy,
+      target: route.target,
+      ...(via ? { variable: via.variable, source: via.source } : {}),
+    };
   };
 
   return {
@@ -88,7 +116,8 @@ export function createEcr(opts: EcrOptions): Ecr {
         if (signal.aborted) throw signal.reason;
         const noCredentials = (err as { name?: string }).name === 'CredentialsProviderError';
         const imds = noCredentials && opts.imds ? await findInstanceProfile(opts.imds, signal) : undefined;
-        throw toEcrBootError(err, { region: opts.region, imds });
+        const proxy = proxyContext();
+        throw toEcrBootError(err, { region: opts.region, imds, ...(proxy ? { proxy } : {}) });
       }
       const creds = data?.authorizationToken ? decodeToken(data.authorizationToken) : undefined;
       if (!creds || !data?.expiresAt || !data.proxyEndpoint)

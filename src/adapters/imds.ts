@@ -11,7 +11,9 @@ export const DEFAULT_IMDS_ENDPOINT = 'http://169.254.169.254';
 const TOKEN_PATH = '/latest/api/token';
 const ROLE_PATH = '/latest/meta-data/iam/security-credentials/';
 const TOKEN_TTL_S = 21_600;
+/** EC2 user data is at most 16 KB (base64-decoded); documents are far smaller. */
 const MAX_BODY = 64 * 1024;
+export const USER_DATA_PATH = '/latest/user-data';
 
 /** Why an IMDS call failed: stable, for callers that pick their own code or hint. */
 export type ImdsFailure =
@@ -48,6 +50,8 @@ export interface Imds {
   identity(signal: AbortSignal): Promise<InstanceIdentity>;
   /** The IAM role of the instance profile (what the AWS SDK's default chain would use). */
   role(signal: AbortSignal): Promise<string>;
+  /** The instance's user data as bytes; undefined when it has none (404). */
+  userData(signal: AbortSignal): Promise<Uint8Array | undefined>;
 }
 
 export interface ImdsOptions {
@@ -62,6 +66,8 @@ export interface ImdsOptions {
 interface Reply {
   status: number;
   body: string;
+  /** The body as bytes (user data may be gzip). */
+  raw: Buffer;
 }
 
 const HOP_LIMIT_FIX =
@@ -138,12 +144,16 @@ export function createImds(opts: ImdsOptions = {}): Imds {
         );
       });
       req.on('response', (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          if (body.length < MAX_BODY) body += chunk;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          if (size < MAX_BODY) chunks.push(chunk);
+          size += chunk.length;
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('end', () => {
+          const raw = Buffer.concat(chunks).subarray(0, MAX_BODY);
+          resolve({ status: res.statusCode ?? 0, body: raw.toString('utf8'), raw });
+        });
         res.on('error', (err) => req.destroy(err));
       });
       req.end();
@@ -169,7 +179,7 @@ export function createImds(opts: ImdsOptions = {}): Imds {
     return token.value;
   };
 
-  const get = async (path: string, signal: AbortSignal): Promise<string> => {
+  const getReply = async (path: string, signal: AbortSignal): Promise<Reply> => {
     if (opts.disabled)
       throw new ImdsError(
         'disabled',
@@ -180,7 +190,7 @@ export function createImds(opts: ImdsOptions = {}): Imds {
         },
       );
     const r = await exchange('GET', path, signal, { 'x-aws-ec2-metadata-token': await getToken(signal) });
-    if (r.status === 200) return r.body;
+    if (r.status === 200 || (r.status === 404 && path === USER_DATA_PATH)) return r;
     if (r.status === 401) {
       token = undefined; // expired or issued by another IMDS: the next call asks for a new one
       throw new ImdsError('unauthorized', `IMDS at ${where} rejected the session token (401) on GET ${path}`);
@@ -196,6 +206,8 @@ export function createImds(opts: ImdsOptions = {}): Imds {
       );
     throw new ImdsError('http', `IMDS at ${where} answered ${r.status} to GET ${path}`);
   };
+  const get = async (path: string, signal: AbortSignal): Promise<string> =>
+    (await getReply(path, signal)).body;
 
   return {
     region: async (signal) => (await get('/latest/meta-data/placement/region', signal)).trim(),
@@ -214,6 +226,10 @@ export function createImds(opts: ImdsOptions = {}): Imds {
         );
       const { region, accountId, instanceId, availabilityZone, instanceType } = doc;
       return { region, accountId, instanceId, availabilityZone, instanceType };
+    },
+    userData: async (signal) => {
+      const r = await getReply(USER_DATA_PATH, signal);
+      return r.status === 404 ? undefined : new Uint8Array(r.raw);
     },
     role: async (signal) => {
       const name = (await get(ROLE_PATH, signal)).split('\n')[0]?.trim();

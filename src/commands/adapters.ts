@@ -12,12 +12,34 @@ import { createTokenCache } from '../adapters/token-cache.js';
 import type { BootAdapters } from '../boot.js';
 import type { Config } from '../config.js';
 import type { PullDeps } from '../phases/pull.js';
+import { type NetworkFacts, readNetwork } from './network.js';
 
-export function createAdapters(cfg: Config, stateDir: string): BootAdapters & { close(): void } {
+/** The node's network settings, read once on first need (or started early by `run`). */
+function lazyNetwork(cfg: Config, imds: ReturnType<typeof createImds>): () => Promise<NetworkFacts> {
+  let p: Promise<NetworkFacts> | undefined;
+  return () => {
+    p ??= readNetwork(cfg, imds, AbortSignal.timeout(5_000)).catch((err: unknown) =>
+      readNetwork({ ...cfg, nodeConfig: { imds: false } }, undefined, AbortSignal.timeout(1_000)).then(
+        (n) => ({
+          ...n,
+          problems: [...n.problems, `NodeConfig not read: ${(err as Error).message}`],
+        }),
+      ),
+    );
+    return p;
+  };
+}
+
+export function createAdapters(
+  cfg: Config,
+  stateDir: string,
+): BootAdapters & { network: () => Promise<NetworkFacts>; close(): void } {
   const socket = cfg.containerd.socket;
   const cri = createCriClient(socket);
   const containerd = createContainerdClient(socket);
   const imds = createImds({ endpoint: cfg.env.imdsEndpoint, disabled: cfg.env.imdsDisabled });
+  const network = lazyNetwork(cfg, imds);
+  const proxy = async () => (await network()).settings;
   const systemd = createSystemd();
   const ecrClients = new Map<string, ReturnType<typeof createEcr>>();
   return {
@@ -31,12 +53,13 @@ export function createAdapters(cfg: Config, stateDir: string): BootAdapters & { 
       reload: (signal) => systemd.reload(signal),
     },
     kubelet: { systemd, tail: unitTail },
+    network,
     sandbox: {
       cri,
       containerd,
       imdsRegion: (signal) => imds.region(signal),
       ecr: (region) => {
-        const c = ecrClients.get(region) ?? createEcr({ region, imds });
+        const c = ecrClients.get(region) ?? createEcr({ region, imds, proxy });
         ecrClients.set(region, c);
         return c;
       },
@@ -57,11 +80,13 @@ export function createAdapters(cfg: Config, stateDir: string): BootAdapters & { 
 export function createPullAdapters(cfg: Config, stateDir: string): PullDeps & { close(): void } {
   const cri = createCriClient(cfg.containerd.socket);
   const imds = createImds({ endpoint: cfg.env.imdsEndpoint, disabled: cfg.env.imdsDisabled });
+  const network = lazyNetwork(cfg, imds);
+  const proxy = async () => (await network()).settings;
   const ecrClients = new Map<string, ReturnType<typeof createEcr>>();
   return {
     cri,
     ecr: (region) => {
-      const c = ecrClients.get(region) ?? createEcr({ region, imds });
+      const c = ecrClients.get(region) ?? createEcr({ region, imds, proxy });
       ecrClients.set(region, c);
       return c;
     },

@@ -31,7 +31,9 @@ import {
   type ImdsFacts,
   imdsCheck,
   type PausePinnedFacts,
+  type ProxyFacts,
   pausePinnedCheck,
+  proxyCheck,
   type ResolvConfFacts,
   report,
   resolvConfCheck,
@@ -52,6 +54,7 @@ import { readEnv } from '../env.js';
 import { BootError, EXIT, toBootError } from '../errors.js';
 import { REPAIR_ENV_FILE } from '../phases/resolv-conf.js';
 import { VERSION } from '../version.js';
+import { containerdProxy, type NetworkFacts, readNetwork } from './network.js';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -255,6 +258,7 @@ async function ecrFacts(
   target: string | undefined,
   targetWhy: string,
   deadline: Deadline,
+  net: NetworkFacts,
 ): Promise<EcrFacts> {
   if (!target) return { skip: targetWhy };
   const host = parseImageRef(target)?.host;
@@ -268,6 +272,7 @@ async function ecrFacts(
     maxAttempts: 2,
     requestTimeoutMs: 5_000,
     ...(imds ? { imds } : {}),
+    proxy: async () => net.settings,
   });
   try {
     const t = await client.getAuthorizationToken(ecr.account, deadline(12_000));
@@ -275,6 +280,17 @@ async function ecrFacts(
   } catch (err) {
     return { account: ecr.account, region: ecr.region, error: errorFacts(err) };
   }
+}
+
+function proxyFacts(cfg: Config, files: NodeFiles, net: NetworkFacts): ProxyFacts {
+  const c = containerdProxy(files, cfg.containerd.unit);
+  return {
+    settings: net.settings,
+    verdict: net.verdict,
+    problems: net.problems,
+    nodeConfigFrom: net.nodeConfigFrom,
+    containerd: { unit: cfg.containerd.unit, found: c.unitFound, settings: c.settings },
+  };
 }
 
 export async function gatherChecks(v: Values, signal: AbortSignal): Promise<CheckResult[]> {
@@ -287,6 +303,14 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
   const out = new Map<CheckId, CheckResult>();
   out.set('config', configCheck(config));
 
+  // The node's proxy settings (and NodeConfig from user data) are read first: the ECR check uses them.
+  const network = cfg
+    ? readNetwork(
+        cfg,
+        cfg.env.imdsDisabled ? undefined : createImds({ endpoint: cfg.env.imdsEndpoint, timeoutMs: 1_000 }),
+        deadline(),
+      )
+    : undefined;
   // Independent peers first, concurrently: containerd and IMDS.
   const [containerd, imds] = await Promise.all([
     cfg
@@ -335,7 +359,14 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
     );
 
     if (!cfg) {
-      for (const id of ['resolv-conf', 'sandbox-image', 'containerd-version', 'pause-pinned', 'ecr'] as const)
+      for (const id of [
+        'resolv-conf',
+        'sandbox-image',
+        'containerd-version',
+        'pause-pinned',
+        'ecr',
+        'proxy',
+      ] as const)
         out.set(id, skippedForConfig(id));
     } else {
       out.set(
@@ -383,14 +414,16 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
       } catch (err) {
         targetWhy = `the sandbox image does not resolve (${(err as { code?: string }).code ?? 'error'}: see \`sandbox-image\`)`;
       }
+      const net = (await network)!;
       const [pause, ecr] = await Promise.all([
         pauseFacts(cfg, containerd, target, targetWhy, deadline).catch((err: unknown) => ({
           skip: `containerd: ${why(err)}`,
         })),
-        ecrFacts(cfg, target, targetWhy, deadline),
+        ecrFacts(cfg, target, targetWhy, deadline, net),
       ]);
       out.set('pause-pinned', pausePinnedCheck(pause));
       out.set('ecr', ecrCheck(ecr));
+      out.set('proxy', proxyCheck(proxyFacts(cfg, files, net)));
     }
   } finally {
     containerd.cri?.close();

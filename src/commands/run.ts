@@ -14,6 +14,7 @@ import { isPhaseName, PHASE_NAMES, type Phase, type PhaseName } from '../runner/
 import { runPhases } from '../runner/runner.js';
 import { VERSION } from '../version.js';
 import { createAdapters } from './adapters.js';
+import { withNetworkWarnings } from './network.js';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -55,20 +56,26 @@ async function sequence(
     log[level]({ warning: w.name }, w.message.replace(/\s+/g, ' ').trim());
   });
   const adapters = createAdapters(cfg, stateDir);
+  // The boot reads the node's proxy settings (and NodeConfig) while containerd comes up, and says in
+  // the sandbox-image phase what NO_PROXY misses; guard reads them only if it has to call AWS.
+  const phases = build(cfg, adapters, stateDir);
   try {
-    const { status, error } = await runPhases(build(cfg, adapters, stateDir), {
-      command,
-      version: VERSION,
-      log,
-      signal,
-      skip,
-      stateDir,
-      statusFile: command === 'run' ? 'status.json' : 'guard.json',
-      configSources: cfg.sources,
-      notify: notifier.status,
-      // One line per phase on stdout: the console under systemd (StandardOutput=journal+console).
-      summary: (line) => process.stdout.write(`${line}\n`),
-    });
+    const { status, error } = await runPhases(
+      command === 'run' ? withNetworkWarnings(phases, adapters.network()) : phases,
+      {
+        command,
+        version: VERSION,
+        log,
+        signal,
+        skip,
+        stateDir,
+        statusFile: command === 'run' ? 'status.json' : 'guard.json',
+        configSources: cfg.sources,
+        notify: notifier.status,
+        // One line per phase on stdout: the console under systemd (StandardOutput=journal+console).
+        summary: (line) => process.stdout.write(`${line}\n`),
+      },
+    );
     const took = Date.parse(status.finishedAt ?? status.startedAt) - Date.parse(status.startedAt);
     // The run's verdict as one entry (no phase): what `report --source journal` ends a timeline with.
     const verdict = `node-bootstrap ${VERSION} ${command}: ${error ? `FAILED (${error.code})` : 'OK'} in ${took} ms`;

@@ -6,6 +6,7 @@
 import type { ContainerdCapabilities } from './containerd-version.js';
 import { capabilities, parseVersion } from './containerd-version.js';
 import type { Setting } from './kubelet-settings.js';
+import { hasProxy, type NoProxyVerdict, type ProxySettings, redactProxy } from './proxy.js';
 import { hasErrors, type Problem } from './resolv-conf.js';
 import { resolveSandboxImage } from './sandbox-image.js';
 import { planSandboxImage } from './sandbox-plan.js';
@@ -21,6 +22,7 @@ export const CHECK_IDS = [
   'disk',
   'imds',
   'ecr',
+  'proxy',
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -465,6 +467,73 @@ export function ecrCheck(f: EcrFacts): CheckResult {
     'ecr',
     'pass',
     `GetAuthorizationToken for registry ${f.account} (${f.region}): a token valid until ${f.expiresAt.toISOString()} (not shown)`,
+  );
+}
+
+// ── proxy ─────────────────────────────────────────────────────────────────────────────────────
+
+export interface ProxyFacts {
+  /** node-bootstrap's own proxy settings (process environment, then NodeConfig). */
+  settings: ProxySettings;
+  verdict: NoProxyVerdict;
+  /** NodeConfig that does not parse (part and key named), proxy URLs that are not URLs. */
+  problems: string[];
+  /** Where NodeConfig came from, for the message. */
+  nodeConfigFrom: string;
+  /** containerd's unit environment (it pulls images itself, through its own proxy variables). */
+  containerd: { unit: string; found: boolean; settings: ProxySettings };
+}
+
+const proxyText = (s: ProxySettings): string =>
+  [s.https, s.http]
+    .filter((v) => v !== undefined)
+    .map((v) => `${v.variable}=${redactProxy(v.value)} (${v.source})`)
+    .join(', ');
+
+export function proxyCheck(f: ProxyFacts): CheckResult {
+  const warns: { msg: string; fix: string }[] = f.problems.map((p) => ({
+    msg: p,
+    fix: 'fix the named part and key of the NodeConfig (or the proxy variable)',
+  }));
+  const nodeProxied = hasProxy(f.settings);
+  const c = f.containerd;
+  if (!nodeProxied) {
+    const also = hasProxy(c.settings)
+      ? `; containerd has its own proxy (${proxyText(c.settings)}) for pulls`
+      : '';
+    if (warns.length > 0) return result('proxy', 'warn', warns.map((w) => w.msg).join('; '), warns[0]!.fix);
+    return result(
+      'proxy',
+      'pass',
+      `no proxy for node-bootstrap: the ECR API is reached directly (NodeConfig: ${f.nodeConfigFrom})${also}`,
+    );
+  }
+  const v = f.verdict;
+  if (v.missing.length > 0) {
+    const from = f.settings.noProxy
+      ? `${f.settings.noProxy.variable} from ${f.settings.noProxy.source}`
+      : 'NO_PROXY is unset';
+    warns.push({
+      msg: `NO_PROXY does not cover ${v.missing.map((m) => `${m.entry} (${m.why})`).join(', ')} [${from}]`,
+      fix: `set ${v.line} wherever the proxy is set (the unit's EnvironmentFile=, or NodeConfig spec.instance.environment.default)`,
+    });
+  }
+  if (c.found && !hasProxy(c.settings)) {
+    const https = f.settings.https ?? f.settings.http;
+    warns.push({
+      msg: `the node uses a proxy but ${c.unit} has none in its unit environment: containerd pulls images itself and will try to reach the registry directly`,
+      fix: `add /etc/systemd/system/${c.unit}.d/http-proxy.conf with [Service] Environment="HTTPS_PROXY=${https ? redactProxy(https.value) : '…'}" "NO_PROXY=${v.line ? v.line.slice('NO_PROXY='.length) : (f.settings.noProxy?.value ?? '')}" (or NodeConfig spec.instance.environment.containerd), then systemctl daemon-reload and restart containerd; or give the subnet the ecr.dkr and S3 gateway VPC endpoints`,
+    });
+  }
+  if (warns.length > 0)
+    return result('proxy', 'warn', warns.map((w) => w.msg).join('; '), warns.map((w) => w.fix).join('; '));
+  const advice = v.recommended.length
+    ? `; consider also ${v.recommended.map((r) => r.entry).join(', ')} in NO_PROXY`
+    : '';
+  return result(
+    'proxy',
+    'pass',
+    `${proxyText(f.settings)}; NO_PROXY covers IMDS, localhost and the cluster endpoint; ${c.unit}: ${c.found ? proxyText(c.settings) : 'not installed'}${advice}`,
   );
 }
 

@@ -20,9 +20,19 @@ export type ImdsFinding =
   | { role: string }
   | { failure: string; message: string; hint: string; retryable: boolean };
 
+/** The proxy the failed call went through: its URL (credentials removed) and what set it. */
+export interface ProxyContext {
+  url: string;
+  /** host:port the call was for. */
+  target?: string;
+  variable?: string;
+  source?: string;
+}
+
 export interface EcrErrorContext {
   region?: string;
   imds?: ImdsFinding;
+  proxy?: ProxyContext;
 }
 
 /** The fields of SDK, provider and Node errors that decide the class. */
@@ -31,6 +41,8 @@ interface SdkLikeError {
   message?: string;
   code?: string;
   hostname?: string;
+  address?: string;
+  port?: number;
   $fault?: 'client' | 'server';
   $retryable?: { throttling?: boolean };
   $metadata?: { httpStatusCode?: number; attempts?: number };
@@ -97,10 +109,28 @@ function credentials(ctx: EcrErrorContext): EcrErrorClass {
   };
 }
 
+/** The VPC interface endpoint that serves the ECR API in a private subnet. */
+export const ecrApiEndpoint = (region?: string): string => `com.amazonaws.${region ?? '<region>'}.ecr.api`;
+
+const proxyNamed = (p: ProxyContext): string =>
+  `the proxy ${p.url}${p.variable ? ` (${p.variable}${p.source ? ` from ${p.source}` : ''})` : ''}`;
+
 function network(e: SdkLikeError, ctx: EcrErrorContext): EcrErrorClass {
-  const host = e.hostname ?? apiHost(ctx.region);
-  const dns = e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN';
   const region = ctx.region ?? '<region>';
+  const dns = e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN';
+  if (ctx.proxy) {
+    const p = ctx.proxy;
+    const target = p.target ?? apiHost(ctx.region);
+    return {
+      code: 'ECR_UNAVAILABLE',
+      retryable: true,
+      message:
+        `cannot reach ${target} through ${proxyNamed(p)}: ${e.code ?? e.name} ${e.message ?? ''}`.trim() +
+        attemptsOf(e),
+      hint: `check that ${p.url} is up and allows CONNECT to ${target}; or, without a proxy, give the subnet the ${ecrApiEndpoint(region)} interface endpoint (private DNS on) and add .amazonaws.com to NO_PROXY`,
+    };
+  }
+  const host = e.hostname ?? apiHost(ctx.region);
   return {
     code: 'ECR_UNAVAILABLE',
     retryable: true,
@@ -149,6 +179,22 @@ export function classifyEcrError(err: unknown, ctx: EcrErrorContext = {}): EcrEr
       hint: 'the token request is retried with backoff; many nodes booting at once share the account rate limit',
     };
   if ((e.code && NETWORK.has(e.code)) || TIMEOUTS.has(name)) return network(e, ctx);
+  // A proxy that refuses the tunnel answers for ECR: its status reaches the SDK as ECR's.
+  if (
+    ctx.proxy &&
+    status !== undefined &&
+    [403, 407, 502, 503, 504].includes(status) &&
+    !name.endsWith('Exception')
+  )
+    return {
+      code: 'ECR_UNAVAILABLE',
+      retryable: status !== 403 && status !== 407,
+      message: `${proxyNamed(ctx.proxy)} answered HTTP ${status} for ${ctx.proxy.target ?? apiHost(ctx.region)}${status === 407 ? ' (proxy authentication required)' : status === 403 ? ' (CONNECT refused)' : ''}`,
+      hint:
+        status === 407
+          ? 'put the proxy credentials in the proxy URL (http://user:password@host:port) in the unit environment or NodeConfig'
+          : `allow CONNECT to ${apiHost(ctx.region)}:443 on the proxy, or bypass it with NO_PROXY and the ${ecrApiEndpoint(ctx.region)} VPC endpoint`,
+    };
   if (e.$fault === 'server' || (status !== undefined && status >= 500))
     return {
       code: 'ECR_UNAVAILABLE',

@@ -3,6 +3,7 @@
  * (the table of real answers is in the README's troubleshooting section).
  */
 import { BootError } from '../errors.js';
+import { parseEcrHost } from './sandbox-image.js';
 
 /** The shape of a @grpc/grpc-js ServiceError, without importing grpc-js. */
 export interface GrpcLikeError {
@@ -35,6 +36,21 @@ export function classifyCriError(err: unknown, socket: string): BootError {
   });
 }
 
+/**
+ * For an ECR registry host, the VPC endpoints a private subnet needs for containerd's pull: the
+ * registry (ecr.dkr) and the S3 gateway (image layers are served from S3); and that containerd
+ * needs its own proxy environment when the node uses one.
+ */
+export function pullNetworkHint(host: string): string | undefined {
+  const r = parseEcrHost(host)?.region;
+  if (!r) return undefined;
+  return (
+    `check the route to ${host} (NAT gateway), or in a private subnet the com.amazonaws.${r}.ecr.dkr interface endpoint ` +
+    `and the com.amazonaws.${r}.s3 gateway endpoint (layers come from S3) in the node's route table; ` +
+    'behind a proxy, containerd pulls through HTTPS_PROXY in its own unit environment (see `node-bootstrap check`, proxy)'
+  );
+}
+
 /** Errors of a CRI PullImage, by what containerd 1.6 and 1.7 really say. */
 export function classifyPullError(err: unknown, image: string): BootError {
   const e = err as GrpcLikeError;
@@ -61,7 +77,10 @@ export function classifyPullError(err: unknown, image: string): BootError {
       msg,
     )
   )
-    return new BootError('PULL_NETWORK', `${host} could not serve ${image}: ${msg}`, { cause: err });
+    return new BootError('PULL_NETWORK', `${host} could not serve ${image}: ${msg}`, {
+      cause: err,
+      ...(pullNetworkHint(host) ? { hint: pullNetworkHint(host) } : {}),
+    });
   if (/not initialized yet/.test(msg)) return new BootError('CRI_NOT_READY', `CRI not ready: ${msg}`);
   return new BootError('PULL_FAILED', `pulling ${image} failed (gRPC ${e.code}): ${msg}`, { cause: err });
 }

@@ -15,7 +15,9 @@ import {
   formatReport,
   imdsCheck,
   type PausePinnedFacts,
+  type ProxyFacts,
   pausePinnedCheck,
+  proxyCheck,
   report,
   resolvConfCheck,
   type SandboxImageFacts,
@@ -23,6 +25,7 @@ import {
   unitsCheck,
 } from '../../src/core/checks.js';
 import { capabilities } from '../../src/core/containerd-version.js';
+import { noProxyVerdict, proxySettings } from '../../src/core/proxy.js';
 import type { Problem } from '../../src/core/resolv-conf.js';
 import { loadUnit } from '../../src/core/unit-files.js';
 
@@ -611,5 +614,91 @@ describe('the report', () => {
       '',
       'node-bootstrap 0.1.0 check: FAILED (1 failed, 1 warning, 1 passed, 1 skipped)',
     ]);
+  });
+});
+
+describe('proxy', () => {
+  const ENDPOINT = 'https://0123456789ABCDEF.gr7.us-west-2.eks.amazonaws.com';
+  const facts = (
+    nodeVars: Record<string, string>,
+    containerdVars: Record<string, string> = {},
+    extra: Partial<ProxyFacts> = {},
+  ): ProxyFacts => {
+    const settings = proxySettings([{ source: 'the process environment', vars: nodeVars }]);
+    return {
+      settings,
+      verdict: noProxyVerdict({ settings, clusterEndpoint: ENDPOINT }),
+      problems: [],
+      nodeConfigFrom: 'IMDS /latest/user-data (MIME multipart, 2 parts)',
+      containerd: {
+        unit: 'containerd.service',
+        found: true,
+        settings: proxySettings([{ source: 'containerd.service (/etc/proxy.env)', vars: containerdVars }]),
+      },
+      ...extra,
+    };
+  };
+  const FULL = '169.254.169.254,fd00:ec2::254,localhost,127.0.0.1,.us-west-2.eks.amazonaws.com';
+
+  it('no proxy anywhere: pass, the ECR API is reached directly', () => {
+    expect(proxyCheck(facts({}))).toMatchObject({
+      status: 'pass',
+      message: expect.stringMatching(/^no proxy for node-bootstrap: the ECR API is reached directly/),
+    });
+  });
+
+  it('a proxy, a complete NO_PROXY, and containerd with its own proxy: pass, credentials never shown', () => {
+    const r = proxyCheck(
+      facts(
+        { HTTPS_PROXY: 'http://user:s3cret@proxy:3128', NO_PROXY: FULL },
+        { HTTPS_PROXY: 'http://user:s3cret@proxy:3128', NO_PROXY: FULL },
+      ),
+    );
+    expect(r.status).toBe('pass');
+    expect(r.message).toContain('HTTPS_PROXY=http://***@proxy:3128');
+    expect(JSON.stringify(r)).not.toContain('s3cret');
+  });
+
+  it('NO_PROXY that misses IMDS and the cluster endpoint: warn, names each entry and the line to set', () => {
+    const r = proxyCheck(
+      facts(
+        { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: 'localhost' },
+        { HTTPS_PROXY: 'http://proxy:3128' },
+      ),
+    );
+    expect(r.status).toBe('warn');
+    expect(r.message).toMatch(
+      /^NO_PROXY does not cover 169\.254\.169\.254 \(IMDS.*\), fd00:ec2::254 \(.*\), 127\.0\.0\.1 \(.*\), \.us-west-2\.eks\.amazonaws\.com \(the cluster endpoint 0123456789abcdef\.gr7/,
+    );
+    expect(r.fix).toContain(
+      'set NO_PROXY=localhost,169.254.169.254,fd00:ec2::254,127.0.0.1,.us-west-2.eks.amazonaws.com,.svc,.cluster.local',
+    );
+  });
+
+  it('a proxy for the node but none in containerd: warn with the drop-in to add', () => {
+    const r = proxyCheck(facts({ HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: FULL }));
+    expect(r.status).toBe('warn');
+    expect(r.message).toMatch(/containerd\.service has none in its unit environment/);
+    expect(r.fix).toMatch(
+      /\/etc\/systemd\/system\/containerd\.service\.d\/http-proxy\.conf with \[Service\] Environment="HTTPS_PROXY=http:\/\/proxy:3128"/,
+    );
+  });
+
+  it('a NodeConfig that does not parse: warn, names the part and key', () => {
+    const r = proxyCheck(
+      facts(
+        {},
+        {},
+        {
+          problems: [
+            'IMDS /latest/user-data, application/node.eks.aws part 1: spec.instance.environment.default: expected a map',
+          ],
+        },
+      ),
+    );
+    expect(r).toMatchObject({
+      status: 'warn',
+      message: expect.stringMatching(/part 1: spec\.instance\.environment\.default/),
+    });
   });
 });

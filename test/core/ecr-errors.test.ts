@@ -160,3 +160,43 @@ describe('toEcrBootError', () => {
     expect(b.exitCode).toBe(75);
   });
 });
+
+describe('classifyEcrError: through a proxy, and the VPC endpoint to name', () => {
+  const proxy = {
+    url: 'http://127.0.0.1:3128',
+    target: 'api.ecr.us-west-2.amazonaws.com:443',
+    variable: 'HTTPS_PROXY',
+    source: 'the process environment',
+  };
+  it('direct: unreachable names the ecr.api endpoint', () => {
+    const c = classifyEcrError(node('ETIMEDOUT'), { region: 'us-west-2' });
+    expect(c).toMatchObject({ code: 'ECR_UNAVAILABLE', retryable: true });
+    expect(c.hint).toContain('com.amazonaws.us-west-2.ecr.api');
+  });
+  it('a dead proxy: the message names the proxy and what set it, the hint the proxy and the ecr.api endpoint', () => {
+    const c = classifyEcrError(node('ECONNREFUSED'), { region: 'us-west-2', proxy });
+    expect(c).toMatchObject({ code: 'ECR_UNAVAILABLE', retryable: true });
+    expect(c.message).toMatch(
+      /^cannot reach api\.ecr\.us-west-2\.amazonaws\.com:443 through the proxy http:\/\/127\.0\.0\.1:3128 \(HTTPS_PROXY from the process environment\): ECONNREFUSED/,
+    );
+    expect(c.hint).toMatch(
+      /http:\/\/127\.0\.0\.1:3128 is up .*com\.amazonaws\.us-west-2\.ecr\.api interface endpoint/,
+    );
+  });
+  it.each([
+    [407, false, /proxy authentication required/, /user:password/],
+    [403, false, /CONNECT refused/, /allow CONNECT to api\.ecr\.us-west-2\.amazonaws\.com:443/],
+    [502, true, /answered HTTP 502/, /ecr\.api VPC endpoint/],
+  ])('the proxy answers %i: not an ECR answer', (status, retryable, message, hint) => {
+    const err = new ECRServiceException({
+      name: 'Unknown',
+      $fault: status >= 500 ? 'server' : 'client',
+      $metadata: { httpStatusCode: status },
+      message: 'UnknownError',
+    });
+    const c = classifyEcrError(err, { region: 'us-west-2', proxy });
+    expect(c).toMatchObject({ code: 'ECR_UNAVAILABLE', retryable });
+    expect(c.message).toMatch(message);
+    expect(c.hint).toMatch(hint);
+  });
+});

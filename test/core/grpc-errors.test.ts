@@ -168,3 +168,28 @@ describe('containerd capabilities', () => {
     },
   );
 });
+
+describe('classifyPullError: a registry that cannot be reached names the VPC endpoints', () => {
+  it('an ECR registry: ecr.dkr and the S3 gateway, and containerd’s own proxy', () => {
+    const img = '602401143452.dkr.ecr.eu-west-1.amazonaws.com/eks/pause:3.10';
+    const e = classifyPullError(
+      {
+        code: 2,
+        details: `failed to do request: Head "https://602401143452.dkr.ecr.eu-west-1.amazonaws.com/v2/eks/pause/manifests/3.10": dial tcp 52.0.0.1:443: i/o timeout`,
+      },
+      img,
+    );
+    expect(e.code).toBe('PULL_NETWORK');
+    expect(e.hint).toMatch(
+      /com\.amazonaws\.eu-west-1\.ecr\.dkr interface endpoint and the com\.amazonaws\.eu-west-1\.s3 gateway endpoint/,
+    );
+    expect(e.hint).toMatch(/containerd pulls through HTTPS_PROXY in its own unit environment/);
+  });
+  it('another registry keeps the general hint', () => {
+    const e = classifyPullError(
+      { code: 2, details: 'dial tcp 10.0.0.1:443: connect: connection refused' },
+      'registry.example.com/pause:3.10',
+    );
+    expect(e).toMatchObject({ code: 'PULL_NETWORK', hint: expect.stringMatching(/ecr\.dkr and S3 gateway/) });
+  });
+});

@@ -205,7 +205,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
   it('the human table: one line per check, the verdict last', async () => {
     const r = await node(['check', '--config', cfg, '--root', root], tb.env);
     const lines = r.stdout.trimEnd().split('\n');
-    const rows = lines.filter((l) => /^\S/.test(l)).slice(0, 9);
+    const rows = lines.filter((l) => /^\S/.test(l)).slice(0, 10);
     expect(rows.map((l) => l.split(/\s+/)[0])).toEqual([
       'config',
       'resolv-conf',
@@ -216,6 +216,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
       'disk',
       'imds',
       'ecr',
+      'proxy',
     ]);
     expect(lines.at(-1)).toMatch(
       /^node-bootstrap \S+ check: (OK|FAILED) \(\d+ failed, \d+ warnings?, \d+ passed, \d+ skipped\)$/,
@@ -459,7 +460,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
       status: 'fail',
       message: expect.stringMatching(/^CONFIG_INVALID: .*bad\.yaml: kubelet\.resolvConfPolicy/),
     });
-    for (const id of ['resolv-conf', 'sandbox-image', 'containerd-version', 'pause-pinned', 'ecr'])
+    for (const id of ['resolv-conf', 'sandbox-image', 'containerd-version', 'pause-pinned', 'ecr', 'proxy'])
       expect(r.get(id)).toMatchObject({
         status: 'skip',
         message: 'skip: the config is invalid (see `config`)',
