@@ -159,6 +159,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
       disk: 'pass',
       imds: 'pass',
       ecr: 'pass',
+      proxy: 'pass',
     });
     expect(before.get('pause-pinned')).toMatchObject({
       message: `${PAUSE_IMAGE} is not in containerd (namespace k8s.io): pods cannot start until it is pulled, and the pull needs ECR credentials`,
@@ -171,7 +172,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
     const after = await check(['--config', cfg, '--root', root], tb.env);
     expect(after.code, after.stdout).toBe(0);
     expect(after.report!.ok).toBe(true);
-    expect(Object.values(after.s)).toEqual(Array(9).fill('pass'));
+    expect(Object.values(after.s)).toEqual(Array(10).fill('pass'));
     expect(after.get('pause-pinned').message).toMatch(/is present \(sha256:[0-9a-f]{12}\) and pinned$/);
     expect(after.get('containerd-version').message).toMatch(
       /^containerd 1\.7\.\d+\S*: honours the pinned label on any image \(1\.7\.10\+\); no host resolv\.conf fallback/,
