@@ -165,14 +165,24 @@ interface NodeOptions {
   registry?: string;
 }
 
+/** The testbed's AWS endpoints (ECR API and IMDS emulators). */
+const awsEnv = (): Record<string, string> =>
+  Object.fromEntries(
+    [
+      'AWS_ENDPOINT_URL_ECR',
+      'AWS_EC2_METADATA_SERVICE_ENDPOINT',
+      'AWS_CONFIG_FILE',
+      'AWS_SHARED_CREDENTIALS_FILE',
+    ].map((k) => [k, tb.env[k]!]),
+  );
+
 /** The AL2023-like node, with node-bootstrap's RPM installed into the root before boot. */
 async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
   if (!tb.pki) throw new Error('testbed without PKI');
   const bin17 = `${INSIDE}/.cache/containerd-1.7/usr/bin`;
   const certs = `/etc/containerd/certs.d/${ECR_HOST}`;
-  const awsEnv = ['AWS_ENDPOINT_URL_ECR', 'AWS_EC2_METADATA_SERVICE_ENDPOINT', 'AWS_CONFIG_FILE']
-    .concat('AWS_SHARED_CREDENTIALS_FILE')
-    .map((k) => `Environment="${k}=${tb.env[k]}"`)
+  const envLines = Object.entries(awsEnv())
+    .map(([k, v]) => `Environment="${k}=${v}"`)
     .join('\n');
   return bootSystemd({
     name: o.name,
@@ -198,7 +208,7 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
         '',
       ].join('\n'),
       // The testbed's AWS endpoints (ECR API and IMDS emulators): test plumbing, not product config.
-      [`/etc/systemd/system/${NB}.d/50-e2e-aws.conf`]: `[Service]\n${awsEnv}\n`,
+      [`/etc/systemd/system/${NB}.d/50-e2e-aws.conf`]: `[Service]\n${envLines}\n`,
       '/etc/node-bootstrap/config.d/50-e2e.yaml': [
         'sandboxImage:',
         `  archive: ${PAUSE_TAR}`,
@@ -287,6 +297,18 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       expect(resolv, why).toMatchObject({ result: 'ok' });
       expect(JSON.stringify(resolv!.facts)).toContain(POD_RESOLV);
 
+      // check, run as an operator would on this node, agrees: units from the vendor directory count.
+      const check = await c.exec(['/usr/bin/node-bootstrap', 'check', '--json'], {
+        timeoutMs: 30_000,
+        env: awsEnv(),
+      });
+      const checks = JSON.parse(check.stdout) as { checks: { id: string; status: string }[] };
+      for (const id of ['config', 'units', 'pause-pinned'])
+        expect(
+          checks.checks.find((x) => x.id === id),
+          check.stdout,
+        ).toMatchObject({ status: 'pass' });
+
       log.push(
         `standalone: sandbox-image ${pause.durationMs} ms from ${pause.facts.source}; phases ${status.phases.map((p) => `${p.name} ${p.durationMs ?? 0}`).join(', ')} (ms)`,
       );
@@ -311,7 +333,8 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       expect(deb.code, deb.stderr + deb.stdout).toBe(0); // Depends: nodejs (>= 20) met by this node's Node
       const reloadsAfter = await reloads();
       expect(reloadsAfter - reloadsBefore).toBeGreaterThanOrEqual(2);
-      expect((await c.exec(['dpkg-query', '-W', '-f=${Status} ${Version}', 'node-bootstrap'])).stdout).toBe(
+      const dpkgFormat = '-f=$' + '{Status} $' + '{Version}';
+      expect((await c.exec(['dpkg-query', '-W', dpkgFormat, 'node-bootstrap'])).stdout).toBe(
         `install ok installed ${pkgs.version}-1`,
       );
       expect((await c.exec(['/usr/bin/node-bootstrap', '--version'], { check: true })).stdout.trim()).toBe(
