@@ -7,6 +7,7 @@ import type { ContainerdClient } from './adapters/containerd.js';
 import type { CriClient } from './adapters/cri.js';
 import type { Systemd } from './adapters/systemd.js';
 import type { Config } from './config.js';
+import type { ContainerdConfig } from './core/containerd-config.js';
 import { containerdSocket } from './phases/containerd-socket.js';
 import { containerdUnit } from './phases/containerd-unit.js';
 import { cri, type RuntimeFacts } from './phases/cri.js';
@@ -17,6 +18,8 @@ import type { Phase } from './runner/phase.js';
 
 export interface BootAdapters {
   cri: CriClient;
+  /** containerd's rendered config.toml and imports, read once (throws CONTAINERD_CONFIG_INVALID). */
+  containerdConfig: () => ContainerdConfig;
   containerd: ContainerdClient;
   systemd: Systemd;
   sandbox: SandboxImageDeps;

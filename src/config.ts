@@ -32,6 +32,13 @@ const duration = z.union([z.number(), z.string()]).refine((v) => parseDuration(v
 export const RESOLV_CONF_POLICIES = ['fail', 'warn', 'repair'] as const;
 export type ResolvConfPolicy = (typeof RESOLV_CONF_POLICIES)[number];
 
+/** sandboxImage.source: where the sandbox image may come from (see the README's sandbox image flow). */
+export const SANDBOX_SOURCES = ['auto', 'archive', 'registry'] as const;
+export type SandboxSource = (typeof SANDBOX_SOURCES)[number];
+
+/** containerd's rendered config, where the sandbox reference, root and socket are read. */
+export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
+
 const absPath = z.string().startsWith('/', { message: 'expected an absolute path' });
 const unitName = z.string().regex(/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$/, {
   message: 'expected a systemd unit name such as containerd.service',
@@ -51,6 +58,7 @@ const FileSchema = z.strictObject({
   containerd: z
     .strictObject({
       socket: absPath.optional(),
+      config: absPath.optional(),
       namespace: z.string().min(1).optional(),
       unit: unitName.optional(),
     })
@@ -66,6 +74,7 @@ const FileSchema = z.strictObject({
       dualstack: z.boolean().optional(),
       fallbacks: z.array(imageRef).optional(),
       archive: absPath.optional(),
+      source: z.enum(SANDBOX_SOURCES).optional(),
     })
     .optional(),
   kubelet: z
@@ -104,7 +113,15 @@ const FileSchema = z.strictObject({
       timeout: duration.optional(),
     })
     .optional(),
-  timeouts: z.strictObject(Object.fromEntries(PHASE_NAMES.map((p) => [p, duration.optional()]))).optional(),
+  timeouts: z
+    .strictObject({
+      ...(Object.fromEntries(PHASE_NAMES.map((p) => [p, duration.optional()])) as Record<
+        PhaseName,
+        z.ZodOptional<typeof duration>
+      >),
+      run: duration.optional(),
+    })
+    .optional(),
   nodeConfig: z
     .strictObject({
       file: absPath.optional(),
@@ -118,14 +135,24 @@ export interface Config {
   /** Files read, in merge order (for the report and error messages). */
   sources: string[];
   region?: string;
-  containerd: { socket: string; namespace: string; unit: string };
+  containerd: {
+    socket: string;
+    /** True when config.yaml set containerd.socket; else the rendered config's [grpc] address may apply. */
+    socketSet: boolean;
+    /** containerd's config.toml (its imports are followed). */
+    config: string;
+    namespace: string;
+    unit: string;
+  };
   sandboxImage: {
     tag: string;
     image?: string;
     fips: boolean;
     dualstack: boolean;
     fallbacks: string[];
-    archive: string;
+    /** Unset: /etc/eks/pause.tar when containerd names localhost/kubernetes/pause, else /etc/node-bootstrap/pause.tar. */
+    archive?: string;
+    source: SandboxSource;
   };
   kubelet: { unit: string; resolvConf?: string; config?: string; resolvConfPolicy: ResolvConfPolicy };
   prefetch: PrefetchConfig;
@@ -135,6 +162,8 @@ export interface Config {
    * disk: MIME multipart or YAML), else IMDS user data when `imds` is true and IMDS is not disabled.
    */
   nodeConfig: { file?: string; imds: boolean };
+  /** Deadline of the whole `run` (every phase's own deadline is cut to what is left of it). */
+  runTimeoutMs: number;
   /** The parts of the environment node-bootstrap itself reads (the AWS SDK reads its own). */
   env: Env;
 }
@@ -169,6 +198,13 @@ export const DEFAULT_TIMEOUTS: Record<PhaseName, number> = {
   'resolv-conf': 10_000,
   kubelet: 120_000,
 };
+
+/**
+ * 12 min: Karpenter and managed node groups give a node up 15 min after launch, and the instance
+ * spends some of that before node-bootstrap starts (firmware, kernel, cloud-init). The per-phase
+ * defaults add up to more than this on purpose: a slow phase may use time a fast one left.
+ */
+export const DEFAULT_RUN_TIMEOUT_MS = 720_000;
 
 function describe(file: string, issue: z.core.$ZodIssue): string {
   const path = issue.path.map(String).join('.') || '(top level)';
@@ -261,11 +297,14 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     const v = merged.timeouts?.[p];
     if (v !== undefined) timeouts[p] = parseDuration(v)!;
   }
+  const runTimeout = merged.timeouts?.run;
   return {
     sources,
     region: merged.region,
     containerd: {
       socket: merged.containerd?.socket ?? '/run/containerd/containerd.sock',
+      socketSet: merged.containerd?.socket !== undefined,
+      config: merged.containerd?.config ?? DEFAULT_CONTAINERD_CONFIG,
       namespace: merged.containerd?.namespace ?? 'k8s.io',
       unit: merged.containerd?.unit ?? 'containerd.service',
     },
@@ -275,7 +314,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       fips: merged.sandboxImage?.fips ?? false,
       dualstack: merged.sandboxImage?.dualstack ?? false,
       fallbacks: merged.sandboxImage?.fallbacks ?? [],
-      archive: merged.sandboxImage?.archive ?? '/etc/node-bootstrap/pause.tar',
+      archive: merged.sandboxImage?.archive,
+      source: merged.sandboxImage?.source ?? 'auto',
     },
     kubelet: {
       unit: merged.kubelet?.unit ?? 'kubelet.service',
@@ -286,6 +326,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     prefetch: prefetchConfig(merged.prefetch),
     timeouts,
     nodeConfig: { file: merged.nodeConfig?.file, imds: merged.nodeConfig?.imds ?? true },
+    runTimeoutMs: runTimeout === undefined ? DEFAULT_RUN_TIMEOUT_MS : parseDuration(runTimeout)!,
     env: readEnv(env),
   };
 }

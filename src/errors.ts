@@ -68,6 +68,11 @@ export const CODES = {
     exit: EXIT.tempfail,
     hint: 'containerd never opened its socket; check containerd.service and containerd.socket in config.yaml',
   },
+  CONTAINERD_CONFIG_INVALID: {
+    retryable: false,
+    exit: EXIT.config,
+    hint: "fix containerd's config.toml (or an import it names): containerd will not start with it",
+  },
   CRI_NOT_READY: {
     retryable: true,
     exit: EXIT.tempfail,

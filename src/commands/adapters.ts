@@ -11,8 +11,23 @@ import { createSystemd } from '../adapters/systemd.js';
 import { createTokenCache } from '../adapters/token-cache.js';
 import type { BootAdapters } from '../boot.js';
 import type { Config } from '../config.js';
+import { type ContainerdConfig, readContainerdConfig } from '../core/containerd-config.js';
 import type { PullDeps } from '../phases/pull.js';
 import { type NetworkFacts, readNetwork } from './network.js';
+
+/**
+ * The socket: containerd.socket when config.yaml sets it, else the [grpc] address of containerd's
+ * rendered config (a config that does not parse keeps the default here; the phase reading it reports it).
+ */
+export function withRenderedSocket(cfg: Config): Config {
+  if (cfg.containerd.socketSet) return cfg;
+  try {
+    const address = readContainerdConfig(createNodeFiles('/'), cfg.containerd.config).address.value;
+    return address.startsWith('/') ? { ...cfg, containerd: { ...cfg.containerd, socket: address } } : cfg;
+  } catch {
+    return cfg;
+  }
+}
 
 /** The node's network settings, read once on first need (or started early by `run`). */
 function lazyNetwork(cfg: Config, imds: ReturnType<typeof createImds>): () => Promise<NetworkFacts> {
@@ -42,12 +57,19 @@ export function createAdapters(
   const proxy = async () => (await network()).settings;
   const systemd = createSystemd();
   const ecrClients = new Map<string, ReturnType<typeof createEcr>>();
+  const files = createNodeFiles('/');
+  let rendered: ContainerdConfig | undefined;
+  const containerdConfig = (): ContainerdConfig => {
+    rendered ??= readContainerdConfig(files, cfg.containerd.config);
+    return rendered;
+  };
   return {
     cri,
     containerd,
+    containerdConfig,
     systemd,
     resolvConf: {
-      files: createNodeFiles('/'),
+      files,
       write: writeFileAtomic,
       remove: removeFile,
       reload: (signal) => systemd.reload(signal),
@@ -67,6 +89,7 @@ export function createAdapters(
       importArchive: (file, snapshotter, signal) =>
         importArchive(file, { socket, namespace: cfg.containerd.namespace, snapshotter }, signal),
       archiveExists: (file) => existsSync(file),
+      containerdConfig,
     },
     close() {
       cri.close();

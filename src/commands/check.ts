@@ -15,7 +15,13 @@ import { createImds, ImdsError } from '../adapters/imds.js';
 import { createNodeFiles, type NodeFiles } from '../adapters/node-files.js';
 import { probeSocket } from '../adapters/unix-socket.js';
 import { GATE_MARKER } from '../boot.js';
-import { type Config, DEFAULT_CONFIG_FILE, DEFAULT_STATE_DIR, loadConfig } from '../config.js';
+import {
+  type Config,
+  DEFAULT_CONFIG_FILE,
+  DEFAULT_CONTAINERD_CONFIG,
+  DEFAULT_STATE_DIR,
+  loadConfig,
+} from '../config.js';
 import {
   CHECK_IDS,
   type CheckId,
@@ -43,6 +49,7 @@ import {
   skippedForConfig,
   unitsCheck,
 } from '../core/checks.js';
+import { type Found, readContainerdConfig } from '../core/containerd-config.js';
 import { capabilities } from '../core/containerd-version.js';
 import { criVerdict } from '../core/cri-status.js';
 import { parseImageRef } from '../core/image-ref.js';
@@ -58,7 +65,6 @@ import { containerdProxy, type NetworkFacts, readNetwork } from './network.js';
 
 type Values = Record<string, string | boolean | undefined>;
 
-const CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 const DEFAULT_CONTAINERD_ROOT = '/var/lib/containerd';
 /** Per peer call: a check answers in seconds, never hangs on a peer. */
 const CALL_MS = 3_000;
@@ -72,14 +78,22 @@ const errorFacts = (err: unknown) => {
 };
 const why = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
 
-/** What containerd's config.toml says (when CRI cannot): sandbox_image (1.x) or sandbox (2.x), and root. */
-export function containerdToml(text: string): { sandboxImage?: string; root?: string } {
-  const top = text.split(/^\s*\[/m)[0] ?? '';
-  const root = /^\s*root\s*=\s*["']([^"']+)["']/m.exec(top)?.[1];
-  const sandbox =
-    /^\s*sandbox_image\s*=\s*["']([^"']+)["']/m.exec(text)?.[1] ??
-    /^\s*sandbox\s*=\s*["']([^"']+)["']/m.exec(text)?.[1];
-  return { ...(sandbox ? { sandboxImage: sandbox } : {}), ...(root ? { root } : {}) };
+/** What containerd's rendered config says (when CRI cannot): its sandbox reference and root. */
+function renderedFacts(
+  files: NodeFiles,
+  file: string,
+): { sandboxImage?: Found<string>; root?: Found<string>; why: string } {
+  try {
+    const c = readContainerdConfig(files, file);
+    if (c.files.length === 0) return { why: `no ${file}` };
+    return {
+      ...(c.sandboxImage ? { sandboxImage: c.sandboxImage } : {}),
+      ...(c.root.where.startsWith('containerd') ? {} : { root: c.root }),
+      why: `${c.files.join(', ')} set${c.files.length === 1 ? 's' : ''} none`,
+    };
+  } catch (err) {
+    return { why: why(err) };
+  }
 }
 
 interface Containerd {
@@ -336,12 +350,11 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
     }
 
     // disk: containerd's root (CRI, else its config.toml, else the default) against kubelet's GC thresholds.
-    const toml = files.read(CONTAINERD_CONFIG);
-    const tomlFacts = toml.ok ? containerdToml(toml.text) : {};
+    const toml = renderedFacts(files, cfg?.containerd.config ?? DEFAULT_CONTAINERD_CONFIG);
     const dir: Setting<string> = containerd.rootDir
       ? { value: containerd.rootDir, source: { kind: 'default', where: "containerd's CRI status" } }
-      : tomlFacts.root
-        ? { value: tomlFacts.root, source: { kind: 'default', where: `root in ${CONTAINERD_CONFIG}` } }
+      : toml.root
+        ? { value: toml.root.value, source: { kind: 'default', where: toml.root.where } }
         : { value: DEFAULT_CONTAINERD_ROOT, source: { kind: 'default', where: "containerd's default root" } };
     const gcDefault = (value: number, name: string): Setting<number> => ({
       value,
@@ -393,8 +406,8 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
             : undefined;
       const configured = containerd.configuredSandboxImage
         ? { image: containerd.configuredSandboxImage, from: 'CRI status' }
-        : tomlFacts.sandboxImage
-          ? { image: tomlFacts.sandboxImage, from: CONTAINERD_CONFIG }
+        : toml.sandboxImage
+          ? { image: toml.sandboxImage.value, from: toml.sandboxImage.where }
           : undefined;
       const sandbox: SandboxImageFacts = {
         ...(region
@@ -402,7 +415,7 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
           : { regionWhy: 'no `region` in config, no AWS_REGION, and IMDS did not answer' }),
         settings: cfg.sandboxImage,
         ...(configured ? { configured } : {}),
-        configuredWhy: `${containerd.up ? (containerd.criWhy ?? 'CRI reports none') : containerd.why}, and ${toml.ok ? `${CONTAINERD_CONFIG} sets none` : `no ${CONTAINERD_CONFIG}`}`,
+        configuredWhy: `${containerd.up ? (containerd.criWhy ?? 'CRI reports none') : containerd.why}, and ${toml.why}`,
       };
       out.set('sandbox-image', sandboxImageCheck(sandbox));
 

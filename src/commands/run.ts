@@ -13,7 +13,7 @@ import { createLogger, journalDestination } from '../log.js';
 import { isPhaseName, PHASE_NAMES, type Phase, type PhaseName } from '../runner/phase.js';
 import { runPhases } from '../runner/runner.js';
 import { VERSION } from '../version.js';
-import { createAdapters } from './adapters.js';
+import { createAdapters, withRenderedSocket } from './adapters.js';
 import { withNetworkWarnings } from './network.js';
 
 type Values = Record<string, string | boolean | undefined>;
@@ -39,7 +39,7 @@ async function sequence(
 ): Promise<number> {
   // Everything that can be wrong with the input is found before anything on the node is touched.
   const skip = parseSkip(v.skip as string | undefined);
-  const cfg = loadConfig({ file: v.config as string | undefined });
+  const cfg = withRenderedSocket(loadConfig({ file: v.config as string | undefined }));
   const stateDir = (v['state-dir'] as string | undefined) ?? DEFAULT_STATE_DIR;
   // Under systemd (stdout goes to the journal) entries go to journald natively, with fields.
   const journal = cfg.env.journalStream ? createJournal() : undefined;

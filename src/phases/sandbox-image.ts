@@ -1,13 +1,17 @@
 /**
- * Phase sandbox-image: resolve the regional pause image, make sure containerd has it (regional ECR,
- * then configured fallbacks, then the archive baked into the node image), pin it, verify the pin.
+ * Phase sandbox-image: find the reference containerd is configured with (its rendered config.toml
+ * and CRI status), make sure containerd has it (per sandboxImage.source: the archive baked into
+ * the node image, the regional ECR image, configured fallbacks), pin it, verify the pin.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ContainerdClient } from '../adapters/containerd.js';
 import { PINNED_LABEL } from '../adapters/containerd.js';
 import type { CriClient, CriImage } from '../adapters/cri.js';
+import type { SandboxSource } from '../config.js';
+import type { ContainerdConfig } from '../core/containerd-config.js';
+import { normalizeRef } from '../core/image-ref.js';
 import { resolveSandboxImage } from '../core/sandbox-image.js';
-import { planSandboxImage, type Source } from '../core/sandbox-plan.js';
+import { configuredSandbox, planSandboxImage, type Source } from '../core/sandbox-plan.js';
 import { BootError, toBootError } from '../errors.js';
 import type { Phase, PhaseContext } from '../runner/phase.js';
 import { retrying } from '../runner/retry.js';
@@ -21,6 +25,8 @@ export interface SandboxImageDeps extends PullDeps {
   /** Imports an image archive through containerd; returns the names it created. */
   importArchive: (file: string, snapshotter: string | undefined, signal: AbortSignal) => Promise<string[]>;
   archiveExists: (file: string) => boolean;
+  /** containerd's rendered config (memoized; throws CONTAINERD_CONFIG_INVALID when it does not parse). */
+  containerdConfig: () => ContainerdConfig;
 }
 
 export interface SandboxImageSettings {
@@ -32,7 +38,9 @@ export interface SandboxImageSettings {
   fips: boolean;
   dualstack: boolean;
   fallbacks: string[];
-  archive: string;
+  /** Unset: the default for the target (defaultArchive). */
+  archive?: string;
+  source: SandboxSource;
   /** Pull attempts per registry source in one pass over the sources. */
   attemptsPerSource?: number;
 }
@@ -56,17 +64,28 @@ export function sandboxImage(
         ctx.warn(
           `${region} is not in node-bootstrap's region table: using ${resolved.image} (${resolved.partition} default account); set sandboxImage.image if that is wrong`,
         );
+      const rendered = deps.containerdConfig();
+      for (const note of rendered.notes) ctx.warn(note);
+      const configured = configuredSandbox(rendered.sandboxImage, runtime.configuredSandboxImage);
+      if (configured.warning) ctx.warn(configured.warning);
       const plan = planSandboxImage({
         region,
         wanted: s.image ?? resolved.image,
         explicit: s.image !== undefined,
-        configured: runtime.configuredSandboxImage,
+        configured: configured.image,
         fallbacks: s.fallbacks,
-        archive: s.archive,
+        source: s.source,
+        exists: deps.archiveExists,
+        ...(s.archive ? { archive: s.archive } : {}),
       });
       if (plan.warning) ctx.warn(plan.warning);
       const target = plan.target;
-      ctx.record({ region, image: target });
+      ctx.record({
+        region,
+        image: target,
+        sourceMode: s.source,
+        ...(configured.from ? { configuredFrom: configured.from } : {}),
+      });
 
       let image = await deps.cri.imageStatus(target, signal);
       let source = 'present';
@@ -175,7 +194,10 @@ async function verifyPinned(
   const caps = runtime.caps;
   const honoured =
     caps !== undefined &&
-    (caps.pinsLabelledImages || (caps.pinsSandboxImage && runtime.configuredSandboxImage === target));
+    (caps.pinsLabelledImages ||
+      (caps.pinsSandboxImage &&
+        runtime.configuredSandboxImage !== undefined &&
+        normalizeRef(runtime.configuredSandboxImage) === target));
   let image: CriImage | null = null;
   const until = performance.now() + 2_000;
   do {

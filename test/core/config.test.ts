@@ -30,11 +30,27 @@ describe('loadConfig', () => {
     const cfg = loadConfig({ file: undefined, env: {} });
     expect(cfg.containerd).toEqual({
       socket: '/run/containerd/containerd.sock',
+      socketSet: false,
+      config: '/etc/containerd/config.toml',
       namespace: 'k8s.io',
       unit: 'containerd.service',
     });
     expect(cfg.sandboxImage.tag).toBe('3.10');
+    expect(cfg.sandboxImage.source).toBe('auto');
+    expect(cfg.sandboxImage.archive).toBeUndefined();
     expect(cfg.timeouts).toEqual(DEFAULT_TIMEOUTS);
+    expect(cfg.runTimeoutMs).toBe(720_000);
+  });
+
+  it('sandboxImage.source and timeouts.run', () => {
+    const dir = tree({ 'config.yaml': 'sandboxImage:\n  source: archive\ntimeouts:\n  run: 10m\n' });
+    const cfg = loadConfig({ file: join(dir, 'config.yaml'), env: {} });
+    expect(cfg.sandboxImage.source).toBe('archive');
+    expect(cfg.runTimeoutMs).toBe(600_000);
+    const bad = tree({ 'config.yaml': 'sandboxImage:\n  source: ecr\n' });
+    expect(() => loadConfig({ file: join(bad, 'config.yaml'), env: {} })).toThrow(
+      /config\.yaml: sandboxImage\.source: .*"auto"/,
+    );
   });
 
   it('merges config.d drop-ins in name order; arrays are replaced, objects merged', () => {

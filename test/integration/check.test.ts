@@ -443,7 +443,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
       );
       expect(r.s['pause-pinned']).toBe('skip');
       expect(r.get('sandbox-image').message).toContain(
-        "containerd's sandbox_image (/etc/containerd/config.toml)",
+        `containerd's sandbox_image (sandbox_image under [plugins."io.containerd.grpc.v1.cri"] in /etc/containerd/config.toml)`,
       );
       expect(r.get('disk').message).toMatch(new RegExp(`^${tb.containerd!.dir}/root`));
       expect(r.code).toBe(0);

@@ -20,6 +20,7 @@ import {
 import { type CriClient, createCriClient } from '../../src/adapters/cri.js';
 import { startEcrApi } from '../testbed/ecr-api.js';
 import { ECR_HOST, PAUSE_IMAGE, startTestbed, type Testbed } from '../testbed/index.js';
+import { exportPauseArchive } from '../testbed/pause-image.js';
 import {
   type BundleResult,
   ensureBuilt,
@@ -53,8 +54,15 @@ afterAll(() => {
   if (SHOW_FIGURES) console.log(figures.sort().join('\n'));
 });
 
-/** What one testbed needs in its tests: clients, a run wrapper that checks the invariants, cleanup. */
-function harness(version: (typeof VERSIONS)[number], start: () => Promise<Testbed>) {
+/**
+ * What one testbed needs in its tests: clients, a run wrapper that checks the invariants, cleanup.
+ * `source` is sandboxImage.source in its configs: the classic suites pin `registry`.
+ */
+function harness(
+  version: (typeof VERSIONS)[number],
+  start: () => Promise<Testbed>,
+  source: 'auto' | 'archive' | 'registry' = 'registry',
+) {
   const h = {
     tb: undefined as unknown as Testbed,
     cri: undefined as unknown as CriClient,
@@ -65,7 +73,7 @@ function harness(version: (typeof VERSIONS)[number], start: () => Promise<Testbe
     /** A config for one scenario; without `archive: true` the archive does not exist. */
     config(over: Record<string, unknown> = {}, o: { archive?: boolean } = {}): string {
       const archive = o.archive ? h.tb.archiveFile : join(h.tb.dir, 'no-such-pause.tar');
-      const sandboxImage = { archive, ...((over.sandboxImage as object | undefined) ?? {}) };
+      const sandboxImage = { archive, source, ...((over.sandboxImage as object | undefined) ?? {}) };
       return scenarioConfig(h.tb, { ...over, sandboxImage });
     },
     async run(
@@ -557,3 +565,124 @@ describe.concurrent.each(VERSIONS)('sandbox image on containerd %s (bundle run/g
     });
   });
 });
+
+describe.concurrent.each(VERSIONS)(
+  'sandboxImage.source auto and archive on containerd %s: the AL2023 layout (localhost/kubernetes/pause, a baked archive)',
+  (version) => {
+    /** As nodeadm renders it: no tag. containerd (and kubelet) ask for it with `:latest`. */
+    const LOCAL = 'localhost/kubernetes/pause';
+    const LOCAL_TAGGED = `${LOCAL}:latest`;
+    const h = harness(
+      version,
+      async () => {
+        const tb = await startTestbed({
+          containerd: { version, sandboxImage: LOCAL },
+          config: { timeouts: TIMEOUTS },
+        });
+        await exportPauseArchive(join(tb.dir, 'eks-pause.tar'), { name: LOCAL_TAGGED });
+        return tb;
+      },
+      'auto',
+    );
+    const bakedArchive = () => join(h.tb.dir, 'eks-pause.tar');
+    const auto = (over: Record<string, unknown> = {}) =>
+      h.config({ sandboxImage: { archive: bakedArchive(), ...over } });
+
+    step(
+      'registry down: the reference from config.toml (tag added) is imported from the archive and pinned, no AWS call to ECR',
+      async () => {
+        await h.tb.registry!.stop();
+        const r = await h.run('run', { config: auto() });
+        expect(r.code, explain(r)).toBe(0);
+        expect(sandbox(r).facts).toMatchObject({
+          image: LOCAL_TAGGED,
+          source: `archive ${bakedArchive()}`,
+          sourceMode: 'auto',
+          configuredFrom: `sandbox_image under [plugins."io.containerd.grpc.v1.cri"] in ${h.tb.containerd!.configFile}, and CRI status`,
+          pinned: version === '1.7',
+        });
+        // The modern layout is no surprise: no warning about the name (1.6 still warns it cannot pin).
+        expect(sandbox(r).warnings.filter((w) => !/not pinned/.test(w))).toEqual([]);
+        expect(h.tb.ecr!.requests).toEqual([]);
+        await h.expectPinned(LOCAL_TAGGED);
+        // CRI finds it under the untagged name containerd is configured with.
+        expect((await h.cri.imageStatus(LOCAL, signal()))?.id).toBe(sandbox(r).facts.imageId);
+      },
+    );
+
+    step('a second run: present, nothing imported', async () => {
+      const first = await h.run('run', { config: auto() });
+      expect(first.code, explain(first)).toBe(0);
+      const again = await h.run('run', { config: auto() });
+      expect(again.code, explain(again)).toBe(0);
+      expect(sandbox(again).facts.source).toBe('present');
+    });
+
+    step(
+      'no archive on disk: the regional image is pulled from ECR and tagged with the configured name',
+      async () => {
+        const r = await h.run('run', { config: auto({ archive: join(h.tb.dir, 'no-such.tar') }) });
+        expect(r.code, explain(r)).toBe(0);
+        expect(sandbox(r).facts).toMatchObject({ image: LOCAL_TAGGED, source: PAUSE_IMAGE });
+        expect(h.tb.ecr!.requests).toHaveLength(1);
+        await h.expectPinned(LOCAL_TAGGED);
+      },
+    );
+
+    step('source archive, the archive missing: ARCHIVE_IMPORT_FAILED, exit 69, no ECR call', async () => {
+      const r = await h.run('run', {
+        config: auto({ source: 'archive', archive: join(h.tb.dir, 'no-such.tar') }),
+      });
+      expect(r.code, explain(r)).toBe(69);
+      expect(r.verdict).toMatch(/^node-bootstrap: FAILED phase=sandbox-image code=ARCHIVE_IMPORT_FAILED/);
+      expect(failure(r).message).toBe(`no image archive at ${join(h.tb.dir, 'no-such.tar')}`);
+      expect(h.tb.ecr!.requests).toEqual([]);
+      await h.expectNothingLeft(LOCAL_TAGGED);
+    });
+
+    step(
+      'config.toml rewritten while containerd runs: the disagreement is reported, the running reference is ensured',
+      async () => {
+        const file = h.tb.containerd!.configFile;
+        const original = readFileSync(file, 'utf8');
+        writeFileSync(
+          file,
+          original.replace(`sandbox_image = "${LOCAL}"`, `sandbox_image = "${PAUSE_IMAGE}"`),
+        );
+        try {
+          const r = await h.run('run', { config: auto() });
+          expect(r.code, explain(r)).toBe(0);
+          expect(sandbox(r).warnings).toContainEqual(
+            `sandbox_image under [plugins."io.containerd.grpc.v1.cri"] in ${file} is ${PAUSE_IMAGE} but the running containerd uses ${LOCAL}: it runs on an older config (restart containerd to apply the file); ensuring ${LOCAL_TAGGED}, the image pods use now`,
+          );
+          expect(sandbox(r).facts).toMatchObject({ image: LOCAL_TAGGED, configuredFrom: 'CRI status' });
+        } finally {
+          writeFileSync(file, original);
+        }
+      },
+    );
+
+    step(
+      'a config.toml containerd would refuse: CONTAINERD_CONFIG_INVALID, exit 78, naming file and line',
+      async () => {
+        const file = h.tb.containerd!.configFile;
+        const original = readFileSync(file, 'utf8');
+        writeFileSync(file, `${original}\n[plugins."io.containerd.grpc.v1.cri"\n`);
+        try {
+          const r = await h.run('run', { config: auto() });
+          expect(r.code, explain(r)).toBe(78);
+          expect(failure(r)).toMatchObject({
+            phase: 'sandbox-image',
+            code: 'CONTAINERD_CONFIG_INVALID',
+            message: expect.stringMatching(
+              new RegExp(`^${file}: TOML syntax error at line \\d+, column \\d+: `),
+            ),
+          });
+          await h.expectNothingLeft(LOCAL_TAGGED);
+        } finally {
+          writeFileSync(file, original);
+        }
+      },
+    );
+  },
+);

@@ -171,7 +171,9 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
     const resolvConf = join(dir, 'resolv.conf');
     await writeFile(resolvConf, 'nameserver 10.0.0.2\nsearch us-west-2.compute.internal\n');
     const config: Record<string, unknown> = {
-      ...(containerd ? { containerd: { socket: containerd.socket, namespace: 'k8s.io' } } : {}),
+      ...(containerd
+        ? { containerd: { socket: containerd.socket, config: containerd.configFile, namespace: 'k8s.io' } }
+        : {}),
       kubelet: { resolvConf },
       sandboxImage: { archive: archiveFile },
     };
