@@ -27,7 +27,10 @@ export class ProxyRoutingAgent extends Agent {
     if (opts.port) target.port = String(opts.port);
     const via = proxyFor(target, this.settings);
     const proxy = via && proxyUrl(via.value);
-    this.lastRoute = { target: target.host, ...(via ? { proxy: redactProxy(via.value) } : {}) };
+    this.lastRoute = {
+      target: `${host.includes(':') ? `[${host}]` : host}:${opts.port ?? (secure ? 443 : 80)}`,
+      ...(via ? { proxy: redactProxy(via.value) } : {}),
+    };
     if (!proxy)
       return secure
         ? tlsConnect({ ...opts, ...(isIP(host) ? {} : { servername: opts.servername ?? host }) })

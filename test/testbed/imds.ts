@@ -43,6 +43,8 @@ export interface Imds {
   url: string;
   credentials: ImdsCredentials;
   setFault(f: ImdsFault): void;
+  /** What GET /latest/user-data serves (404 when undefined, as EC2 does for an instance without). */
+  setUserData(data: string | undefined): void;
   requests: ImdsRequest[];
   close(): Promise<void>;
 }
@@ -70,6 +72,7 @@ export async function startImds(opts: {
   accountId?: string;
   instanceId?: string;
   roleName?: string;
+  userData?: string;
 }): Promise<Imds> {
   const accountId = opts.accountId ?? '111122223333';
   const instanceId = opts.instanceId ?? `i-0${hex(8).slice(0, 16)}`;
@@ -81,6 +84,7 @@ export async function startImds(opts: {
   const sockets = new Set<Socket>();
   const hung = new Set<Socket>();
   let fault: ImdsFault = { mode: 'ok' };
+  let userData = opts.userData;
 
   const identity = {
     accountId,
@@ -107,6 +111,7 @@ export async function startImds(opts: {
       '/latest/meta-data/placement/availability-zone': az,
       '/latest/meta-data/instance-id': instanceId,
       '/latest/dynamic/instance-identity/document': JSON.stringify(identity, null, 2),
+      ...(userData !== undefined ? { '/latest/user-data': userData } : {}),
     };
     if (fault.mode !== 'no-role') {
       paths[CREDS_PATH] = roleName;
@@ -193,6 +198,9 @@ export async function startImds(opts: {
     url: `http://127.0.0.1:${port}`,
     credentials,
     requests,
+    setUserData(data) {
+      userData = data;
+    },
     setFault(f) {
       const was = fault.mode;
       fault = f;

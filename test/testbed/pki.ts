@@ -14,7 +14,8 @@ export interface Pki {
 
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export async function createPki(dir: string): Promise<Pki> {
+/** `dnsNames`: more names the server certificate is valid for (e.g. a real AWS endpoint a proxy routes here). */
+export async function createPki(dir: string, dnsNames: string[] = []): Promise<Pki> {
   const caDir = join(dir, 'ca');
   await mkdir(caDir, { recursive: true });
   const f = (name: string) => join(dir, name);
@@ -35,7 +36,7 @@ export async function createPki(dir: string): Promise<Pki> {
   ]);
   await writeFile(
     f('server.ext'),
-    'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' +
+    `subjectAltName=IP:127.0.0.1,DNS:localhost${dnsNames.map((n) => `,DNS:${n}`).join('')}\nbasicConstraints=CA:FALSE\n` +
       'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n',
   );
   // biome-ignore format: one openssl argument group per line
