@@ -87,6 +87,8 @@ describe('loadConfig', () => {
     ['wrong type', 'sandboxImage:\n  fips: "yes"\n', /config\.yaml: sandboxImage\.fips: .*boolean/],
     ['relative path', 'containerd:\n  socket: run/c.sock\n', /containerd\.socket: expected an absolute path/],
     ['bad region', 'region: Europe\n', /region: expected an AWS region/],
+    ['relative NodeConfig file', 'nodeConfig:\n  file: user-data\n', /nodeConfig\.file: expected an absolute path/],
+    ['nodeConfig.imds not a boolean', 'nodeConfig:\n  imds: sometimes\n', /nodeConfig\.imds: .*boolean/],
     ['bad duration', 'timeouts:\n  cri: soon\n', /timeouts\.cri: expected a positive duration/],
     ['unknown phase timeout', 'timeouts:\n  crii: 5s\n', /timeouts: unknown key\(s\) crii/],
     ['bad unit', 'kubelet:\n  unit: kubelet\n', /kubelet\.unit: expected a systemd unit name/],
@@ -128,6 +130,15 @@ describe('loadConfig', () => {
       },
     });
     expect(cfg.env).toMatchObject({ awsRegion: 'ap-south-2', imdsDisabled: true, imdsEndpoint: 'http://x' });
+  });
+
+  it('reads the proxy variables in both spellings, and only those; NodeConfig from IMDS by default', () => {
+    const cfg = loadConfig({
+      file: undefined,
+      env: { HTTPS_PROXY: 'http://p:3128', no_proxy: 'localhost', ALL_PROXY: 'socks5://x', HTTP_PROXY: '' },
+    });
+    expect(cfg.env.proxy).toEqual({ HTTPS_PROXY: 'http://p:3128', no_proxy: 'localhost' });
+    expect(cfg.nodeConfig).toEqual({ file: undefined, imds: true });
   });
 });
 

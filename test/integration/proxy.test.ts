@@ -111,7 +111,7 @@ async function run(label: string, e: Record<string, string>, config = tb.configF
   expect(leaks(r, secrets)).toEqual([]);
   figures.push(
     `${label}: exit ${r.code} in ${r.ms} ms; proxy log: ${proxy.lines().join(' | ') || '(empty)'}; ` +
-      `IMDS requests ${tb.imds!.requests.length}; ECR API requests ${tb.ecr!.requests.length}`,
+      `IMDS requests ${tb.imds!.requests.length}; ECR API requests ${tb.ecr!.requests.length}\n  ${r.verdict}`,
   );
   return r;
 }
@@ -180,5 +180,31 @@ describe('node-bootstrap run behind a proxy', () => {
     );
     expect(said).toContain(`com.amazonaws.${REGION}.ecr.api`);
     expect(tb.ecr!.requests).toEqual([]);
+  });
+
+  it('a proxy that refuses the CONNECT (403): the run fails saying the proxy refused, not ECR', async () => {
+    const strict = await startProxy({ deny: [`${ECR_API}:443`] });
+    try {
+      const config = scenarioConfig(tb, { timeouts: { 'sandbox-image': '6s' } });
+      const r = await run(
+        'proxy refuses CONNECT',
+        env({ HTTPS_PROXY: strict.url, NO_PROXY: 'localhost' }),
+        config,
+      );
+      expect(r.code, explain(r)).toBe(75);
+      expect(strict.lines()[0]).toBe(`CONNECT ${ECR_API}:443 403`);
+      figures.push(`  the refusing proxy's log: ${strict.lines().join(' | ')}`);
+      expect(r.verdict).toMatch(
+        /^node-bootstrap: FAILED phase=sandbox-image code=(ECR_UNAVAILABLE|PHASE_TIMEOUT) /,
+      );
+      const said = r.stdout + r.stderr + r.timelineText;
+      expect(said).toContain(`the proxy ${strict.url} (HTTPS_PROXY from the process environment`);
+      expect(said).toMatch(
+        /answered HTTP 403 for api\.ecr\.us-west-2\.amazonaws\.com:443 \(CONNECT refused\)/,
+      );
+      expect(tb.ecr!.requests).toEqual([]);
+    } finally {
+      await strict.close();
+    }
   });
 });
