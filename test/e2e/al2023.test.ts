@@ -209,9 +209,9 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
       ].join('\n'),
       // The testbed's AWS endpoints (ECR API and IMDS emulators): test plumbing, not product config.
       [`/etc/systemd/system/${NB}.d/50-e2e-aws.conf`]: `[Service]\n${envLines}\n`,
+      // No sandboxImage settings: source auto, and /etc/eks/pause.tar is the archive for
+      // localhost/kubernetes/pause, both by default.
       '/etc/node-bootstrap/config.d/50-e2e.yaml': [
-        'sandboxImage:',
-        `  archive: ${PAUSE_TAR}`,
         'timeouts:',
         '  containerd-unit: 30s',
         '  containerd-socket: 10s',
@@ -287,7 +287,12 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       const status = await statusJson(c);
       const pause = status.phases.find((p) => p.name === 'sandbox-image')!;
       expect(pause, why).toMatchObject({ result: 'ok' });
-      expect(pause.facts).toMatchObject({ image: PAUSE_LOCAL, source: `archive ${PAUSE_TAR}` });
+      expect(pause.facts).toMatchObject({
+        image: PAUSE_LOCAL,
+        sourceMode: 'auto',
+        source: `archive ${PAUSE_TAR}`,
+        configuredFrom: expect.stringContaining('/etc/containerd/config.toml'),
+      });
       expect((await ctrImages(c)).get(PAUSE_LOCAL)).toMatch(/io\.cri-containerd\.pinned=pinned/);
       // kubelet (the stand-in checks the configured sandbox image is present and pinned) came after.
       expect(kubelet!.ExecMainStartTimestampMonotonic).toBeGreaterThan(nb!.ExecMainStartTimestampMonotonic);

@@ -278,7 +278,7 @@ describe('npm run package', () => {
         tb.env,
       );
       expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-      expect(r.stdout).toMatch(/^node-bootstrap: OK run in \d+ ms/m);
+      expect(r.stdout).toMatch(/^node-bootstrap: OK \d\/\d phases in \d+\.\d\ds/m);
       const status = JSON.parse(readFileSync(join(state, 'status.json'), 'utf8'));
       const pause = status.phases.find((p: { name: string }) => p.name === 'sandbox-image');
       expect(pause).toMatchObject({ result: 'ok', facts: expect.objectContaining({ pinned: true }) });
