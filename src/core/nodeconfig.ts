@@ -7,7 +7,6 @@
  * "later documents win, maps merge". Pure: bytes in, facts or errors that name the part and the key.
  */
 import { gunzipSync } from 'node:zlib';
-import PostalMime from 'postal-mime';
 import { parseAllDocuments } from 'yaml';
 
 export const NODECONFIG_API_VERSION = 'node.eks.aws/v1alpha1';
@@ -160,6 +159,8 @@ export async function parseUserData(data: Uint8Array | string, where: string): P
   if (isMime(text)) {
     let parts: { mimeType: string; content: ArrayBuffer | Uint8Array | string }[];
     try {
+      // Loaded only for MIME user data: most runs (no user data, or plain YAML) never evaluate it.
+      const { default: PostalMime } = await import('postal-mime');
       parts = (await PostalMime.parse(text, { attachmentEncoding: 'arraybuffer' })).attachments;
     } catch (err) {
       return {

@@ -87,7 +87,11 @@ describe('loadConfig', () => {
     ['wrong type', 'sandboxImage:\n  fips: "yes"\n', /config\.yaml: sandboxImage\.fips: .*boolean/],
     ['relative path', 'containerd:\n  socket: run/c.sock\n', /containerd\.socket: expected an absolute path/],
     ['bad region', 'region: Europe\n', /region: expected an AWS region/],
-    ['relative NodeConfig file', 'nodeConfig:\n  file: user-data\n', /nodeConfig\.file: expected an absolute path/],
+    [
+      'relative NodeConfig file',
+      'nodeConfig:\n  file: user-data\n',
+      /nodeConfig\.file: expected an absolute path/,
+    ],
     ['nodeConfig.imds not a boolean', 'nodeConfig:\n  imds: sometimes\n', /nodeConfig\.imds: .*boolean/],
     ['bad duration', 'timeouts:\n  cri: soon\n', /timeouts\.cri: expected a positive duration/],
     ['unknown phase timeout', 'timeouts:\n  crii: 5s\n', /timeouts: unknown key\(s\) crii/],
