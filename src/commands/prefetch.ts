@@ -31,6 +31,7 @@ import {
 import { BootError, type ErrorCode, EXIT, toBootError } from '../errors.js';
 import { createLogger, journalDestination } from '../log.js';
 import { pullImage } from '../phases/pull.js';
+import { publishPrefetchMetrics } from '../runner/outputs.js';
 import { VERSION } from '../version.js';
 import { createPullAdapters } from './adapters.js';
 
@@ -337,6 +338,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
     timeline.exitCode = error ? error.exitCode : EXIT.ok;
     timeline.finishedAt = new Date().toISOString();
     save();
+    publishPrefetchMetrics(cfg.metrics.textfileDir, timeline, log);
     status(error ? `FAILED (${error.code})` : 'done');
     const verdict = `node-bootstrap ${VERSION} prefetch: ${error ? `FAILED (${error.code})` : 'OK'} in ${took} ms: ${summary}`;
     if (error)

@@ -10,6 +10,7 @@ import { type Config, DEFAULT_STATE_DIR, loadConfig } from '../config.js';
 import { verdictLine } from '../core/summary.js';
 import { BootError, EXIT } from '../errors.js';
 import { createLogger, journalDestination } from '../log.js';
+import { readBootId, timelineOutputs } from '../runner/outputs.js';
 import { isPhaseName, PHASE_NAMES, type Phase, type PhaseName } from '../runner/phase.js';
 import { runPhases } from '../runner/runner.js';
 import { VERSION } from '../version.js';
@@ -59,6 +60,7 @@ async function sequence(
   // The boot reads the node's proxy settings (and NodeConfig) while containerd comes up, and says in
   // the sandbox-image phase what NO_PROXY misses; guard reads them only if it has to call AWS.
   const phases = build(cfg, adapters, stateDir);
+  const statusFile = command === 'run' ? 'status.json' : 'guard.json';
   try {
     const { status, error } = await runPhases(
       command === 'run' ? withNetworkWarnings(phases, adapters.network()) : phases,
@@ -69,11 +71,16 @@ async function sequence(
         signal,
         skip,
         stateDir,
-        statusFile: command === 'run' ? 'status.json' : 'guard.json',
+        statusFile,
         configSources: cfg.sources,
         notify: notifier.status,
         // One line per phase on stdout: the console under systemd (StandardOutput=journal+console).
         summary: (line) => process.stdout.write(`${line}\n`),
+        // A copy for the log collector (/var/log/node-bootstrap) and node_exporter textfile metrics.
+        onSave: timelineOutputs(
+          { ...cfg.report, textfileDir: cfg.metrics.textfileDir },
+          { statusFile, bootId: readBootId(), log },
+        ),
       },
     );
     const took = Date.parse(status.finishedAt ?? status.startedAt) - Date.parse(status.startedAt);

@@ -53,6 +53,20 @@ describe('loadConfig', () => {
     );
   });
 
+  it('report and metrics: defaults, a directory, or false to turn them off', () => {
+    expect(loadConfig({ file: undefined, env: {} })).toMatchObject({
+      report: { logDir: '/var/log/node-bootstrap', history: 5 },
+      metrics: { textfileDir: '/var/lib/node_exporter/textfile_collector' },
+    });
+    const dir = tree({
+      'config.yaml': 'report:\n  logDir: false\n  history: 0\nmetrics:\n  textfileDir: /srv/prom\n',
+    });
+    expect(loadConfig({ file: join(dir, 'config.yaml'), env: {} })).toMatchObject({
+      report: { logDir: false, history: 0 },
+      metrics: { textfileDir: '/srv/prom' },
+    });
+  });
+
   it('merges config.d drop-ins in name order; arrays are replaced, objects merged', () => {
     const dir = tree({
       'config.yaml': 'region: eu-west-1\ncontainerd:\n  socket: /a.sock\nprefetch:\n  images: [r.io/a:1]\n',
@@ -101,6 +115,17 @@ describe('loadConfig', () => {
       'sandboxImage:\n  image: "pause 3.10"\n',
       /sandboxImage\.image: expected a full image reference/,
     ],
+    [
+      'relative log dir',
+      'report:\n  logDir: var/log\n',
+      /report\.logDir: expected an absolute path or false/,
+    ],
+    [
+      'metrics dir true',
+      'metrics:\n  textfileDir: true\n',
+      /metrics\.textfileDir: expected an absolute path or false/,
+    ],
+    ['negative history', 'report:\n  history: -1\n', /report\.history: .*>=0/],
     ['YAML syntax', 'region: [eu-west-1\n', /config\.yaml: YAML syntax error at line/],
     ['duplicate key', 'region: eu-west-1\nregion: eu-west-2\n', /YAML syntax error/],
   ])('%s → CONFIG_INVALID naming file and key', (_name, text, re) => {

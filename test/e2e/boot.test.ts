@@ -23,6 +23,7 @@ import {
   STATE_DIR,
   show,
   stats,
+  TEXTFILE_DIR,
   type WorkerNodeOptions,
   workerNode,
 } from './lib/boot-node.js';
@@ -168,6 +169,44 @@ describe('node-bootstrap.service in a booted systemd', () => {
       // report, from status.json: every phase ok.
       const status = await statusJson(c);
       expectAllOk(status);
+      // Where operators look: the phase and verdict lines on the console (StandardOutput=journal+console),
+      // a 0644 copy of the timeline in /var/log/node-bootstrap, the textfile metrics.
+      // journald forwards them as `[ 1522.838468] node-bootstrap[42]: node-bootstrap: OK 6/6 phases in 1.25s`.
+      const onConsole = (line: string) =>
+        new RegExp(`^\\[ *\\d+\\.\\d+\\] node-bootstrap\\[\\d+\\]: node-bootstrap: ${line}`, 'm');
+      const n = status.phases.length;
+      await eventually('the verdict on the console', () =>
+        onConsole(`OK ${n}/${n} phases in \\d+\\.\\d\\ds$`).test(c.console()),
+      );
+      for (const p of status.phases)
+        expect(c.console()).toMatch(onConsole(`phase=${p.name} done \\d+\\.\\d\\ds`));
+      const copy = await readInside(c, '/var/log/node-bootstrap/status.json');
+      expect(JSON.parse(copy)).toEqual(status);
+      // One per-boot copy, named after the kernel's boot id. (nspawn overmounts the container's
+      // boot_id file with an id of its own, and the unit's ProtectKernelTunables= remount of /proc/sys
+      // hides that overmount again: inside the unit the id is the host kernel's, so only the shape is
+      // checked here. On a node both are the kernel's.)
+      const ls = (await c.exec(['ls', '/var/log/node-bootstrap'], { check: true })).stdout.trim().split('\n');
+      expect(ls.sort()).toEqual([
+        expect.stringMatching(/^status-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\.json$/),
+        'status.json',
+      ]);
+      expect(await readInside(c, `/var/log/node-bootstrap/${ls[0]}`)).toBe(copy);
+      const modes = await c.exec(
+        ['stat', '-c', '%a %n', '/var/log/node-bootstrap/status.json', `${TEXTFILE_DIR}/node_bootstrap.prom`],
+        { check: true },
+      );
+      expect(
+        modes.stdout
+          .trim()
+          .split('\n')
+          .map((l) => l.split(' ')[0]),
+      ).toEqual(['644', '644']);
+      const prom = await readInside(c, `${TEXTFILE_DIR}/node_bootstrap.prom`);
+      expect(prom).toMatch(/^node_bootstrap_run_success 1$/m);
+      for (const p of status.phases)
+        expect(prom).toContain(`node_bootstrap_phase_success{phase="${p.name}"} 1\n`);
+      log.push(`metrics file of a booted node:\n${prom}`);
       const phases = status.phases.map((p) => p.name);
       const fromStatus = await nodeBootstrap(c, 'report', '--state-dir', STATE_DIR);
       expect(fromStatus.code).toBe(0);

@@ -176,6 +176,10 @@ export async function startTestbed(opts: TestbedOptions = {}): Promise<Testbed> 
         : {}),
       kubelet: { resolvConf },
       sandboxImage: { archive: archiveFile },
+      // Inside the testbed, and not created: nothing lands in the host's /var/log or node_exporter's
+      // directory; a test that wants the copies and metrics creates these two.
+      report: { logDir: join(dir, 'log') },
+      metrics: { textfileDir: join(dir, 'textfile') },
     };
     const configFile = join(dir, 'config.yaml');
     await writeFile(configFile, stringify(merge(config, opts.config ?? {})));

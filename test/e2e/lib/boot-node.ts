@@ -85,6 +85,9 @@ export function kubeletStandin(): Promise<string> {
   return standin;
 }
 
+/** Where the shipped unit may write node_exporter textfile metrics (metrics.textfileDir default). */
+export const TEXTFILE_DIR = '/var/lib/node_exporter/textfile_collector';
+
 export interface WorkerNodeOptions {
   name: string;
   tb: Testbed;
@@ -179,6 +182,8 @@ export async function workerNode(o: WorkerNodeOptions): Promise<BootOptions> {
         .map(([k, v]) => `  ${k}: ${v}`)
         .join('\n')}\n`,
       [STANDIN]: await kubeletStandin(),
+      // node_exporter's textfile directory, as its package leaves it: node-bootstrap writes there.
+      [`${TEXTFILE_DIR}/.keep`]: '',
     },
   };
 }
