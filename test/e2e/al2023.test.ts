@@ -11,12 +11,17 @@
  *     image under `localhost/kubernetes/pause:latest`);
  *   - kubelet.service is shaped like the AMI's (EnvironmentFile=/etc/eks/kubelet/environment,
  *     `--config`, `--config-dir`), running the kubelet stand-in (lib/boot-kubelet.ts);
- *   - containerd 1.7 (Debian's unit) with the regional ECR host's certs.d pointing at a port where
- *     no registry listens: the registry is down for the whole boot.
+ *   - containerd 1.7 (Debian's unit), the regional ECR host's certs.d pointing at the testbed's
+ *     registry or at a port where nothing listens.
  *
- * The standalone way in: node-bootstrap.service as the package installed it (/usr/lib/systemd/system,
- * enabled at image build). It must get the pause image from the baked archive, pin it under the name
- * containerd is configured with, and only then start kubelet.
+ * Cases (each its own container, side by side):
+ *   - standalone node-bootstrap.service as the package installed it (/usr/lib/systemd/system,
+ *     enabled at image build), registry down: the pause image comes from the baked archive, is pinned
+ *     under the name containerd is configured with, and only then kubelet starts; the packages
+ *     reinstalled on the live node reload systemd and enable nothing;
+ *   - behind a CONNECT proxy that logs every tunnel (test/testbed/proxy.ts), HTTPS_PROXY only in the
+ *     NodeConfig of the MIME user data IMDS serves, no baked archive: the ECR API call (by its real
+ *     name) goes through the proxy; IMDS and containerd's pull do not.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +31,8 @@ import { ensureBuilt } from '../integration/lib/run-bundle.js';
 import { ECR_HOST, startTestbed, type Testbed } from '../testbed/index.js';
 import { buildPackages, expectedFiles, type Packages } from '../testbed/packages.js';
 import { exportPauseArchive } from '../testbed/pause-image.js';
+import { createPki } from '../testbed/pki.js';
+import { startProxy, startTlsFront, type TestProxy, type TlsFront } from '../testbed/proxy.js';
 import { bootSystemd, readInside, type SystemdContainer } from './harness.js';
 import { hostsToml, INSIDE, kubeletStandin, REPO, SOCKET, STANDIN, show } from './lib/boot-node.js';
 
@@ -40,6 +47,39 @@ const KUBELET_ENV = '/etc/eks/kubelet/environment';
 /** Where the rendered kubelet drop-in points pods' DNS. */
 const POD_RESOLV = '/etc/eks/resolv-pods.conf';
 const PKG_INSIDE = '/srv/packages';
+const REGION = 'us-west-2';
+const ECR_API = `api.ecr.${REGION}.amazonaws.com`;
+const ECR_API_CA = '/etc/e2e/ecr-api-ca.pem';
+
+/** User data as EKS node groups send it: MIME multipart, a script part and a NodeConfig part. */
+const userData = (proxy: string) => `MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="==BOUNDARY=="
+
+--==BOUNDARY==
+Content-Type: text/x-shellscript; charset="us-ascii"
+
+#!/bin/bash
+echo "user script"
+
+--==BOUNDARY==
+Content-Type: application/node.eks.aws
+
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  cluster:
+    name: e2e
+    apiServerEndpoint: https://0123456789ABCDEF0123456789ABCDEF.gr7.${REGION}.eks.amazonaws.com
+    certificateAuthority: ZTJl
+    cidr: 10.100.0.0/16
+  instance:
+    environment:
+      default:
+        HTTPS_PROXY: ${proxy}
+        NO_PROXY: 169.254.169.254,fd00:ec2::254,localhost,127.0.0.1,.${REGION}.eks.amazonaws.com
+
+--==BOUNDARY==--
+`;
 
 /** containerd's config as nodeadm renders it on AL2023 (schema v2), for this testbed. */
 function containerdToml(): string {
@@ -134,13 +174,31 @@ WantedBy=multi-user.target
 };
 
 let tb: Testbed;
+/** The proxy case's own testbed (its IMDS serves the proxy's NodeConfig), proxy and ECR API TLS front. */
+let tbp: Testbed;
+let proxy: TestProxy;
+let front: TlsFront;
+let frontCa: string;
 let pkgs: Packages;
 let pauseTar: Uint8Array;
 const log: string[] = [];
 
 beforeAll(async () => {
   await ensureBuilt();
-  [pkgs, tb] = await Promise.all([buildPackages('al2023'), startTestbed({ containerd: false })]);
+  [pkgs, tb, tbp] = await Promise.all([
+    buildPackages('al2023'),
+    startTestbed({ containerd: false }),
+    startTestbed({ containerd: false }),
+  ]);
+  const pki = await createPki(join(tbp.dir, 'pki-ecr-api'), [ECR_API]);
+  frontCa = readFileSync(pki.caFile, 'utf8');
+  front = await startTlsFront({
+    cert: readFileSync(pki.certFile, 'utf8'),
+    key: readFileSync(pki.keyFile, 'utf8'),
+    to: new URL(tbp.ecr!.url).host,
+  });
+  proxy = await startProxy({ routes: { [`${ECR_API}:443`]: front.address } });
+  tbp.imds!.setUserData(userData(proxy.url));
   const tar = await exportPauseArchive(join(pkgs.dir, 'pause.tar'), {
     format: 'oci-archive',
     name: PAUSE_LOCAL,
@@ -149,24 +207,31 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await tb?.stop();
+  await Promise.all([proxy?.close(), front?.close()]);
+  await Promise.all([tb?.stop(), tbp?.stop()]);
   if (log.length) console.log(`e2e al2023:\n${log.map((l) => `  ${l}`).join('\n')}`);
 });
 
 interface NodeOptions {
   name: string;
+  /** The testbed this node's AWS calls and pulls go to. */
+  tb: Testbed;
+  /** Bake /etc/eks/pause.tar into the image (default true). */
+  archive?: boolean;
+  /** The unit's environment for node-bootstrap (default: the testbed's AWS endpoints). */
+  unitEnv?: Record<string, string>;
   /** Units enabled at image build, besides nodeadm-config and containerd. */
   enable: string[];
   /** Extra units (e.g. nodeadm-run.service). */
   units?: Record<string, string>;
   /** Extra files. */
-  files?: Record<string, string>;
+  files?: Record<string, string | { content: string; mode?: number }>;
   /** Where containerd pulls the regional ECR host from; default a port where nothing listens. */
   registry?: string;
 }
 
-/** The testbed's AWS endpoints (ECR API and IMDS emulators). */
-const awsEnv = (): Record<string, string> =>
+/** A testbed's AWS endpoints (ECR API and IMDS emulators). */
+const awsEnv = (tb: Testbed): Record<string, string> =>
   Object.fromEntries(
     [
       'AWS_ENDPOINT_URL_ECR',
@@ -178,10 +243,11 @@ const awsEnv = (): Record<string, string> =>
 
 /** The AL2023-like node, with node-bootstrap's RPM installed into the root before boot. */
 async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
+  const { tb } = o;
   if (!tb.pki) throw new Error('testbed without PKI');
   const bin17 = `${INSIDE}/.cache/containerd-1.7/usr/bin`;
   const certs = `/etc/containerd/certs.d/${ECR_HOST}`;
-  const envLines = Object.entries(awsEnv())
+  const envLines = Object.entries(o.unitEnv ?? awsEnv(tb))
     .map(([k, v]) => `Environment="${k}=${v}"`)
     .join('\n');
   return bootSystemd({
@@ -195,7 +261,7 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
     units: { ...UNITS, ...o.units },
     files: {
       '/usr/local/libexec/e2e/nodeadm-config': nodeadmConfigScript(),
-      [PAUSE_TAR]: { content: pauseTar, mode: 0o644 },
+      ...(o.archive === false ? {} : { [PAUSE_TAR]: { content: pauseTar, mode: 0o644 } }),
       [POD_RESOLV]: 'nameserver 10.100.0.10\nsearch us-west-2.compute.internal\noptions ndots:5\n',
       [`${certs}/hosts.toml`]: hostsToml(o.registry ?? 'https://127.0.0.1:9', `${certs}/ca.crt`),
       [`${certs}/ca.crt`]: readFileSync(tb.pki.caFile, 'utf8'),
@@ -208,6 +274,7 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
         '',
       ].join('\n'),
       // The testbed's AWS endpoints (ECR API and IMDS emulators): test plumbing, not product config.
+      // The ECR API by its real name (the proxy case) needs the test CA, hence NODE_EXTRA_CA_CERTS.
       [`/etc/systemd/system/${NB}.d/50-e2e-aws.conf`]: `[Service]\n${envLines}\n`,
       // No sandboxImage settings: source auto, and /etc/eks/pause.tar is the archive for
       // localhost/kubernetes/pause, both by default.
@@ -256,8 +323,8 @@ async function ctrImages(c: SystemdContainer): Promise<Map<string, string>> {
 }
 
 describe('AL2023-like node, node-bootstrap from its RPM', () => {
-  it('standalone node-bootstrap.service, registry down: the baked archive is imported and pinned as localhost/kubernetes/pause:latest, then kubelet starts', async () => {
-    const c = await al2023Node({ name: 'al2023-std', enable: [NB, 'kubelet.service'] });
+  it.concurrent('standalone node-bootstrap.service, registry down: the baked archive is imported and pinned as localhost/kubernetes/pause:latest, then kubelet starts', async () => {
+    const c = await al2023Node({ tb, name: 'al2023-std', enable: [NB, 'kubelet.service'] });
     try {
       const units = ['nodeadm-config.service', 'containerd.service', NB, 'kubelet.service'];
       const why = await diagnose(c, units);
@@ -305,7 +372,7 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       // check, run as an operator would on this node, agrees: units from the vendor directory count.
       const check = await c.exec(['/usr/bin/node-bootstrap', 'check', '--json'], {
         timeoutMs: 30_000,
-        env: awsEnv(),
+        env: awsEnv(tb),
       });
       const checks = JSON.parse(check.stdout) as { checks: { id: string; status: string }[] };
       for (const id of ['config', 'units', 'pause-pinned'])
@@ -347,6 +414,52 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       );
       // Nothing was enabled or restarted by the packages.
       expect((await show(c, NB)).ExecMainStartTimestampMonotonic).toBe(nb!.ExecMainStartTimestampMonotonic);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it.concurrent('behind a proxy from NodeConfig user data, no baked archive: the ECR API call goes through the proxy, IMDS and the registry do not', async () => {
+    const { AWS_ENDPOINT_URL_ECR: _, ...direct } = awsEnv(tbp);
+    const c = await al2023Node({
+      tb: tbp,
+      name: 'al2023-proxy',
+      enable: [NB, 'kubelet.service'],
+      archive: false,
+      registry: `https://${tbp.registry!.host}`,
+      // The ECR API by its real name (no endpoint override): only the proxy can route it.
+      unitEnv: { ...direct, NODE_EXTRA_CA_CERTS: ECR_API_CA },
+      files: { [ECR_API_CA]: frontCa },
+    });
+    try {
+      const units = ['nodeadm-config.service', 'containerd.service', NB, 'kubelet.service'];
+      const why = await diagnose(c, units);
+      expect(c.failedUnits, why).toEqual([]);
+      const [nb, kubelet] = await Promise.all([show(c, NB), show(c, 'kubelet.service')]);
+      expect([nb.ActiveState, nb.Result], why).toEqual(['active', 'success']);
+      expect(kubelet.ActiveState, why).toBe('active');
+
+      // What went through the proxy: the one AWS call, by its real name. Not IMDS, not the registry.
+      expect(proxy.lines(), why).toEqual([`CONNECT ${ECR_API}:443 → ${front.address} 200`]);
+      expect(tbp.ecr!.requests.map((q) => q.target)).toEqual(['GetAuthorizationToken']);
+      const imdsPort = new URL(tbp.imds!.url).port;
+      expect(tbp.imds!.requests.some((q) => q.path === '/latest/user-data' && q.status === 200)).toBe(true);
+      expect(proxy.log.some((e) => e.target.endsWith(`:${imdsPort}`))).toBe(false);
+
+      const status = await statusJson(c);
+      const pause = status.phases.find((p) => p.name === 'sandbox-image')!;
+      expect(pause.facts).toMatchObject({
+        image: PAUSE_LOCAL,
+        source: `${ECR_HOST}/eks/pause:3.10`,
+        proxy: expect.stringMatching(
+          /^HTTPS_PROXY=\S+ from NodeConfig spec\.instance\.environment\.default /,
+        ),
+      });
+      expect(pause.warnings.filter((w) => w.includes('NO_PROXY'))).toEqual([]);
+      expect((await ctrImages(c)).get(PAUSE_LOCAL)).toMatch(/io\.cri-containerd\.pinned=pinned/);
+      log.push(
+        `proxy: ${proxy.lines().join(' | ')}; IMDS requests ${tbp.imds!.requests.length} (direct); sandbox-image ${pause.durationMs} ms from ${pause.facts.source}`,
+      );
     } finally {
       await c.stop();
     }
