@@ -25,6 +25,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunStatus } from '../../src/runner/status.js';
 import { ensureBuilt } from '../integration/lib/run-bundle.js';
@@ -50,6 +51,8 @@ const PKG_INSIDE = '/srv/packages';
 const REGION = 'us-west-2';
 const ECR_API = `api.ecr.${REGION}.amazonaws.com`;
 const ECR_API_CA = '/etc/e2e/ecr-api-ca.pem';
+/** node_exporter's textfile collector directory (the image's node_exporter package would create it). */
+const TEXTFILE_DIR = '/var/lib/node_exporter/textfile_collector';
 
 /** User data as EKS node groups send it: MIME multipart, a script part and a NodeConfig part. */
 const userData = (proxy: string) => `MIME-Version: 1.0
@@ -182,6 +185,8 @@ let frontCa: string;
 let pkgs: Packages;
 let pauseTar: Uint8Array;
 const log: string[] = [];
+/** node_bootstrap.prom from the standalone boot, printed after the run (the issue's closing note). */
+let metricsFile = '';
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -210,6 +215,7 @@ afterAll(async () => {
   await Promise.all([proxy?.close(), front?.close()]);
   await Promise.all([tb?.stop(), tbp?.stop()]);
   if (log.length) console.log(`e2e al2023:\n${log.map((l) => `  ${l}`).join('\n')}`);
+  if (metricsFile && process.env.SHOW_FIGURES === '1') console.log(`node_bootstrap.prom:\n${metricsFile}`);
 });
 
 interface NodeOptions {
@@ -291,7 +297,11 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
     },
     // The image build: the RPM into the root, scriptlet included (it runs chrooted; no systemd
     // runs there, so it reloads nothing). --nodeps: Node.js is Debian's here, not an RPM.
-    prepare: `rpm --root "$R" --dbpath /var/lib/rpm --nodeps -i ${pkgs.rpm}`,
+    // The image also has node_exporter's textfile directory, as its node_exporter package would.
+    prepare: [
+      `rpm --root "$R" --dbpath /var/lib/rpm --nodeps -i ${pkgs.rpm}`,
+      `install -d -m 0755 "$R${TEXTFILE_DIR}"`,
+    ].join('\n'),
     enable: ['nodeadm-config.service', 'containerd.service', ...o.enable],
     bootTimeoutMs: 90_000,
   });
@@ -368,6 +378,35 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       const resolv = status.phases.find((p) => p.name === 'resolv-conf');
       expect(resolv, why).toMatchObject({ result: 'ok' });
       expect(JSON.stringify(resolv!.facts)).toContain(POD_RESOLV);
+
+      // Where operators look: the timeline's copy for the log collector, and node_exporter's metrics,
+      // parsed as Prometheus text format.
+      const logged = JSON.parse(await readInside(c, '/var/log/node-bootstrap/status.json')) as RunStatus;
+      expect(logged.phases.map((p) => [p.name, p.result])).toEqual(
+        status.phases.map((p) => [p.name, p.result]),
+      );
+      const prom = await readInside(c, `${TEXTFILE_DIR}/node_bootstrap.prom`);
+      const families = new Map(parsePrometheusTextFormat(prom).map((f) => [f.name, f]));
+      const samples = (name: string) => families.get(name)?.metrics ?? [];
+      expect(samples('node_bootstrap_info')).toEqual([
+        {
+          value: '1',
+          labels: { version: pkgs.version, containerd_version: expect.stringMatching(/^v?1\.7\.\d+/) },
+        },
+      ]);
+      expect(Number(samples('node_bootstrap_run_success')[0]?.value)).toBe(1);
+      const bootSecs = Number(samples('node_bootstrap_run_timestamp_seconds')[0]?.value);
+      expect(Math.abs(bootSecs - Date.parse(status.startedAt) / 1000)).toBeLessThan(1);
+      const successByPhase = Object.fromEntries(
+        samples('node_bootstrap_phase_success').map((m) => [m.labels?.phase, Number(m.value)]),
+      );
+      expect(successByPhase).toEqual(Object.fromEntries(status.phases.map((p) => [p.name, 1])));
+      for (const m of samples('node_bootstrap_phase_duration_seconds')) {
+        const phase = status.phases.find((p) => p.name === m.labels?.phase)!;
+        expect(Number(m.value)).toBeCloseTo((phase.durationMs ?? 0) / 1000, 2);
+      }
+      for (const f of families.values()) expect(f.type, f.name).toBe('GAUGE');
+      metricsFile = prom;
 
       // check, run as an operator would on this node, agrees: units from the vendor directory count.
       const check = await c.exec(['/usr/bin/node-bootstrap', 'check', '--json'], {
