@@ -2,10 +2,12 @@
  * Prefetch vs "everything at once" on a volume with a real throughput limit, in one run:
  *   idle        the foreground probe alone (the baseline for latency)
  *   all-at-once every image pulled through CRI in parallel (kubelet at boot, serializeImagePulls=false)
- *   prefetch    `node-bootstrap prefetch` (the bundle), budget = the volume's limit
- * For each: completion time, /proc/pressure/io (avg10, sampled every 250 ms: peak and mean), and the
- * latency of a probe standing for a starting pod (4 KiB write + fdatasync every 50 ms on the same
- * filesystem): median and p99.
+ *   prefetch    `node-bootstrap prefetch` (the bundle), budget = the volume's limit, at a few policy
+ *               settings (a small trade-off sweep: the previous avg10 signal, the default, a gentler one)
+ * For each: completion time, /proc/pressure/io over 1 s windows (from its `total=` counters, every
+ * 250 ms: peak and mean), and the latency of a probe standing for a starting pod (4 KiB write +
+ * fdatasync every 50 ms on the same filesystem): median, p99, the share of probes slower than twice
+ * idle's p99, and for prefetch the p99 of the probes taken while a pull was in flight vs between pulls.
  *
  * Contention: this VM's disk is too fast to saturate and has no nbd or device-mapper, so containerd's
  * root goes on an ext4 loop device (direct I/O to a file) whose writes are throttled by the cgroup-v1
@@ -22,8 +24,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { createCriClient } from '../src/adapters/cri.js';
-import { parsePsi } from '../src/adapters/psi.js';
+import { parsePsiReading } from '../src/adapters/psi.js';
 import type { PrefetchTimeline } from '../src/commands/prefetch.js';
+import { type IoSample, windowPressure } from '../src/core/admission.js';
 import { startContainerd } from '../test/testbed/containerd.js';
 import { ECR_HOST, startTestbed } from '../test/testbed/index.js';
 import { pushDataImage } from '../test/testbed/pause-image.js';
@@ -85,8 +88,9 @@ function startProbe(dir: string) {
     const tick = () => {
       if (stop) { process.stdout.write(JSON.stringify(out)); fs.closeSync(fd); return; }
       const t = process.hrtime.bigint();
+      const at = Date.now();
       fs.writeSync(fd, buf, 0, 4096, (i++ % 256) * 4096); fs.fdatasyncSync(fd);
-      out.push(Number(process.hrtime.bigint() - t) / 1e6);
+      out.push([at, Number(process.hrtime.bigint() - t) / 1e6]);
       setTimeout(tick, 50);
     };
     tick();`;
@@ -97,21 +101,39 @@ function startProbe(dir: string) {
   });
   return {
     stop: () =>
-      new Promise<number[]>((resolve) => {
-        child.once('close', () => resolve(JSON.parse(text || '[]') as number[]));
+      new Promise<ProbeSample[]>((resolve) => {
+        child.once('close', () =>
+          resolve((JSON.parse(text || '[]') as [number, number][]).map(([at, ms]) => ({ at, ms }))),
+        );
         child.kill('SIGTERM');
       }),
   };
 }
 
+/** When a probe write started (epoch ms) and how long write + fdatasync took. */
+interface ProbeSample {
+  at: number;
+  ms: number;
+}
+
+const psiSample = (): IoSample => ({
+  atMs: performance.now(),
+  psi: parsePsiReading(readFileSync('/proc/pressure/io', 'utf8')),
+});
+
+/** PSI over 1 s windows (the kernel's cumulative stall counters), every 250 ms. */
 function startPsi() {
   const some: number[] = [];
   const full: number[] = [];
+  const samples: IoSample[] = [psiSample()];
   const timer = setInterval(() => {
-    const p = parsePsi(readFileSync('/proc/pressure/io', 'utf8'));
-    if (p) {
-      some.push(p.some);
-      full.push(p.full);
+    const cur = psiSample();
+    const w = windowPressure(samples, cur, 1_000);
+    samples.push(cur);
+    if (samples.length > 8) samples.shift();
+    if (w?.source === 'window') {
+      some.push(w.psi.some);
+      full.push(w.psi.full);
     }
   }, 250);
   return {
@@ -122,31 +144,39 @@ function startPsi() {
   };
 }
 
-interface Measured {
-  name: string;
-  ms: number;
-  probe: number[];
-  psi: { some: number[]; full: number[] };
+interface Work {
   note: string;
+  /** Epoch-ms intervals in which a pull was in flight (prefetch only). */
+  pulls?: [number, number][];
 }
 
-async function measure(name: string, dir: string, work: () => Promise<string>): Promise<Measured> {
+interface Measured extends Work {
+  name: string;
+  ms: number;
+  probe: ProbeSample[];
+  psi: { some: number[]; full: number[] };
+}
+
+async function measure(name: string, dir: string, work: () => Promise<Work>): Promise<Measured> {
   const probe = startProbe(dir);
   const psi = startPsi();
   const t0 = performance.now();
-  const note = await work();
+  const w = await work();
   const ms = performance.now() - t0;
-  return { name, ms, probe: await probe.stop(), psi: psi.stop(), note };
+  return { name, ms, probe: await probe.stop(), psi: psi.stop(), ...w };
 }
 
 /** Waits until the volume is quiet again (dirty pages written, PSI back down), at most 40 s. */
 async function settle(): Promise<void> {
   sh('sync', []);
   const end = performance.now() + 40_000;
+  let prev = psiSample();
   while (performance.now() < end) {
-    const p = parsePsi(readFileSync('/proc/pressure/io', 'utf8'));
-    if (!p || p.some < 5) return;
-    await sleep(500);
+    await sleep(1_000);
+    const cur = psiSample();
+    const w = windowPressure([prev], cur, 1_000);
+    prev = cur;
+    if (!w || w.psi.some < 10) return;
   }
 }
 
@@ -213,61 +243,93 @@ export async function prefetchBench(): Promise<string> {
     results.push(
       await measure('idle (probe alone, 8 s)', disk.mnt, async () => {
         await sleep(8_000);
-        return '';
+        return { note: '' };
       }),
     );
     results.push(
       await measure('all at once (kubelet at boot)', disk.mnt, async () => {
         await Promise.all(refs.map((r) => cri.pullImage(r, auth, AbortSignal.timeout(240_000))));
-        return `${refs.length} parallel CRI pulls`;
+        return { note: `${refs.length} parallel CRI pulls` };
       }),
     );
-    await clean();
-    const stateDir = join(root, 'state');
-    const config = join(root, 'prefetch.yaml');
-    writeFileSync(
-      config,
-      stringify({
-        containerd: { socket: ctrd.socket },
-        prefetch: { images: refs, budgetMBps: RATE_MBPS, jitter: 0, timeout: '4m' },
-      }),
-    );
-    results.push(
-      await measure('node-bootstrap prefetch', disk.mnt, async () => {
-        const r = await new Promise<number | null>((resolve) => {
-          const c = spawn(
-            process.execPath,
-            ['dist/node-bootstrap.mjs', 'prefetch', '--config', config, '--state-dir', stateDir],
-            { env: tb.env, stdio: ['ignore', 'ignore', 'ignore'] },
-          );
-          c.once('close', resolve);
-        });
-        const t = JSON.parse(readFileSync(join(stateDir, 'prefetch.json'), 'utf8')) as PrefetchTimeline;
-        const waited = t.images.reduce((s, i) => s + i.pressureWaitMs, 0);
-        return `exit ${r}, most in flight ${t.peak.inFlight}, ${(waited / 1000).toFixed(1)} s waiting for pressure`;
-      }),
-    );
+    // The sweep: the same images, the same budget (the volume's limit), three admission settings.
+    const settings: [string, Record<string, unknown>][] = [
+      ['prefetch: PSI avg10 (before)', { pressure: { window: 0 } }],
+      ['prefetch: default (1 s window + drain)', {}],
+      ['prefetch: gentle (1 at a time, 5%/2%)', { maxConcurrent: 1, pressure: { some: 5, full: 2 } }],
+    ];
+    for (const [i, [name, extra]] of settings.entries()) {
+      await clean();
+      const stateDir = join(root, `state-${i}`);
+      const config = join(root, `prefetch-${i}.yaml`);
+      writeFileSync(
+        config,
+        stringify({
+          containerd: { socket: ctrd.socket },
+          prefetch: { images: refs, budgetMBps: RATE_MBPS, jitter: 0, timeout: '4m', ...extra },
+        }),
+      );
+      results.push(
+        await measure(name, disk.mnt, async () => {
+          const r = await new Promise<number | null>((resolve) => {
+            const c = spawn(
+              process.execPath,
+              ['dist/node-bootstrap.mjs', 'prefetch', '--config', config, '--state-dir', stateDir],
+              { env: tb.env, stdio: ['ignore', 'ignore', 'ignore'] },
+            );
+            c.once('close', resolve);
+          });
+          const t = JSON.parse(readFileSync(join(stateDir, 'prefetch.json'), 'utf8')) as PrefetchTimeline;
+          const waited = t.images.reduce((s, i) => s + i.pressureWaitMs, 0);
+          const pulls = t.images
+            .filter((i) => i.startedAt && i.durationMs !== undefined)
+            .map((i): [number, number] => [
+              Date.parse(i.startedAt!),
+              Date.parse(i.startedAt!) + i.durationMs!,
+            ]);
+          return {
+            note: `exit ${r}, signal ${t.signals.psi}${t.signals.device ? ` + ${t.signals.device}` : ''}, most in flight ${t.peak.inFlight}, ${(waited / 1000).toFixed(1)} s waiting for the disk`,
+            pulls,
+          };
+        }),
+      );
+    }
     cri.close();
     const idle = results[0]!;
     const burst = results[1]!;
-    const idleP99 = quantile(idle.probe, 0.99);
+    const lat = (ps: ProbeSample[]) => ps.map((p) => p.ms);
+    const idleP99 = quantile(lat(idle.probe), 0.99);
     const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(xs.length, 1);
+    const p99 = (ps: ProbeSample[]) => (ps.length ? quantile(lat(ps), 0.99).toFixed(0) : '-');
+    const during = (r: Measured, p: ProbeSample) => r.pulls?.some(([a, b]) => p.at + p.ms >= a && p.at <= b);
     const rows = results.map((r, i) => [
       r.name,
       i === 0 ? '-' : (r.ms / 1000).toFixed(1),
       i < 2 ? '-' : `${(r.ms / burst.ms).toFixed(2)}x`,
       `${Math.max(...r.psi.some).toFixed(0)}/${mean(r.psi.some).toFixed(0)}`,
       `${Math.max(...r.psi.full).toFixed(0)}/${mean(r.psi.full).toFixed(0)}`,
-      median(r.probe).toFixed(1),
-      quantile(r.probe, 0.99).toFixed(1),
-      `${(quantile(r.probe, 0.99) / idleP99).toFixed(1)}x`,
+      median(lat(r.probe)).toFixed(1),
+      quantile(lat(r.probe), 0.99).toFixed(1),
+      `${(quantile(lat(r.probe), 0.99) / idleP99).toFixed(1)}x`,
+      `${((100 * r.probe.filter((p) => p.ms > 2 * idleP99).length) / Math.max(r.probe.length, 1)).toFixed(0)}%`,
+      r.pulls
+        ? `${p99(r.probe.filter((p) => during(r, p)))}/${p99(r.probe.filter((p) => !during(r, p)))}`
+        : '-',
       r.probe.length,
     ]);
     const total = (IMAGES * LAYERS * LAYER_MB).toFixed(0);
+    const best = results.slice(2).map((r) => ({
+      r,
+      time: r.ms / burst.ms,
+      p99: quantile(lat(r.probe), 0.99) / idleP99,
+    }));
+    const verdict = (ok: boolean) => (ok ? 'MET' : 'MISSED');
     out.push(
       `Disk: ext4 on a loop device (direct I/O), writes throttled to ${RATE_MBPS} MB/s by cgroup-v1 blkio at the root cgroup, dirty cache of the device capped at 64 MB (bdi strict_limit).`,
       `Images: ${IMAGES} x ${LAYERS} layers x ${LAYER_MB} MB of random bytes (${total} MB, uncompressed layers), real registry (TLS, auth), containerd 1.7 with its root on that disk.`,
-      `Probe: 4 KiB write + fdatasync every 50 ms on the same filesystem. PSI: /proc/pressure/io avg10 every 250 ms (peak/mean %).`,
+      'Probe: 4 KiB write + fdatasync every 50 ms on the same filesystem (closed loop: a slow probe delays the next, so slow periods are under-sampled).',
+      'PSI: /proc/pressure/io over 1 s windows from its total= counters, every 250 ms (peak/mean %; system-wide, so other work on this shared machine shows too).',
+      `Prefetch budget: ${RATE_MBPS} MB/s (the volume's limit) in every setting. "slow" = share of probes over 2x idle p99; "p99 in/out pulls" = probes while a pull was in flight / between pulls.`,
       'goals: probe p99 during prefetch within 2x of idle; prefetch time within 1.3x of all-at-once',
       table(
         [
@@ -279,11 +341,26 @@ export async function prefetchBench(): Promise<string> {
           'probe p50 ms',
           'probe p99 ms',
           'p99 vs idle',
+          'slow',
+          'p99 in/out pulls ms',
           'samples',
         ],
         rows,
       ),
       ...results.filter((r) => r.note).map((r) => `${r.name}: ${r.note}`),
+      ...best.map(
+        (b) =>
+          `${b.r.name}: time ${b.time.toFixed(2)}x (${verdict(b.time <= 1.3)}), p99 ${b.p99.toFixed(1)}x idle (${verdict(b.p99 <= 2)})`,
+      ),
+      '',
+      'Why the p99 goal is out of reach for admission through CRI: once a pull is admitted, containerd downloads',
+      "and unpacks at whatever speed the page cache takes (CRI has no pacing), so a single pull fills the volume's",
+      'dirty-page allowance and the throttled queue behind it; a probe write waits behind that queue. Admission',
+      'decides only when pulls run, and the pulls must run for most of the all-at-once time to stay within 1.3x',
+      '(the volume is the bottleneck either way), so far more than 1% of the probes land inside a pull: see the',
+      '"in pulls" p99, which no setting lowers. What admission does buy: no overlap of pulls, no pull started into',
+      'a queue still draining, and quiet gaps between pulls (the "out" p99). Lowering the p99 itself needs a lever',
+      "below CRI: pacing containerd's writes (its cgroup's io limit) or a smaller dirty allowance for the volume.",
     );
     return out.join('\n');
   } finally {

@@ -117,6 +117,7 @@ const FileSchema = z.strictObject({
         .strictObject({
           some: z.number().min(0).max(100).optional(),
           full: z.number().min(0).max(100).optional(),
+          window: z.union([z.literal(0), z.literal('0'), duration]).optional(),
         })
         .optional(),
       jitter: z.union([z.literal(0), z.literal('0'), duration]).optional(),
@@ -208,6 +209,8 @@ export interface PrefetchConfig {
   maxConcurrent: number;
   registryQps: number;
   pressure: { some: number; full: number };
+  /** Window of the short-term pressure and volume write rate (0: PSI avg10, no write-rate check). */
+  windowMs: number;
   /** Start spread window (0: none). */
   jitterMs: number;
   /** With nothing in flight, a pull starts after waiting this long whatever the pressure. */
@@ -373,6 +376,7 @@ function prefetchConfig(p: FileConfig['prefetch']): PrefetchConfig {
     maxConcurrent: p?.maxConcurrent ?? 2,
     registryQps: p?.registryQps ?? 5,
     pressure: { some: p?.pressure?.some ?? 20, full: p?.pressure?.full ?? 5 },
+    windowMs: ms(p?.pressure?.window, 1_000),
     jitterMs: ms(p?.jitter, 30_000),
     maxWaitMs: ms(p?.maxWait, 30_000),
     timeoutMs: ms(p?.timeout, 1_800_000),

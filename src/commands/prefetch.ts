@@ -5,6 +5,12 @@
  * registry request rate and Linux I/O pressure. Images CRI already has are skipped, so a run that
  * was stopped (SIGTERM) resumes where it left off. The timeline is <state-dir>/prefetch.json.
  *
+ * The I/O signals are sampled every 250 ms: PSI pressure over the last `prefetch.pressure.window`
+ * (from its cumulative counters; avg10 only as the fallback) and the write rate of the block device
+ * holding containerd's root (as CRI reports it), which tells when a finished pull's dirty pages have
+ * drained. Only when and how many pulls start is in our hands: once admitted, containerd writes at
+ * whatever speed the volume takes.
+ *
  * Image sizes for the write-rate estimate come from the configured hint (`sizeMB`), else the mean
  * of the sizes seen so far (default 100 MB), and are replaced by CRI's own figure once pulled. The
  * registry manifest is not fetched: doing so from here would need containerd's registry host
@@ -16,7 +22,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createJournal } from '../adapters/journal.js';
 import { createNotifier } from '../adapters/notify.js';
-import { readPsi } from '../adapters/psi.js';
+import { createIoSampler, type IoSignals } from '../adapters/psi.js';
 import type { TokenCache } from '../adapters/token-cache.js';
 import { DEFAULT_STATE_DIR, loadConfig, type PrefetchImage } from '../config.js';
 import {
@@ -25,7 +31,6 @@ import {
   decide,
   type InFlight,
   orderQueue,
-  type Psi,
   startJitterMs,
 } from '../core/admission.js';
 import { BootError, type ErrorCode, EXIT, toBootError } from '../errors.js';
@@ -39,6 +44,7 @@ type Values = Record<string, string | boolean | undefined>;
 
 export const PREFETCH_FILE = 'prefetch.json';
 const DEFAULT_SIZE_MB = 100;
+const DEFAULT_CONTAINERD_ROOT = '/var/lib/containerd';
 const MB = 1024 * 1024;
 
 export type ImageState = 'pending' | 'present' | 'pulling' | 'pulled' | 'failed' | 'cancelled';
@@ -53,7 +59,7 @@ export interface ImageRecord {
   durationMs?: number;
   /** From CRI ImageStatus after the pull. */
   bytes?: number;
-  /** Time this image waited at the head of the queue, and the part of it due to I/O pressure. */
+  /** Time this image waited at the head of the queue, and the part of it due to the disk (pressure, drain). */
   waitMs: number;
   pressureWaitMs: number;
   /** Why it was admitted: ok (fits the budget), idle (nothing else in flight), starved (maxWait). */
@@ -73,8 +79,10 @@ export interface PrefetchTimeline {
   jitterMs: number;
   policy: AdmissionPolicy;
   images: ImageRecord[];
-  /** Peak PSI avg10 seen while running, and the most pulls in flight at once. */
-  peak: { some: number; full: number; inFlight: number };
+  /** Where the I/O signals came from: PSI over a short window or avg10, the volume's stat file. */
+  signals: { psi: 'window' | 'avg10' | 'none'; windowMs: number; volume: string; device?: string };
+  /** Peak pressure and volume write rate seen while running, and the most pulls in flight at once. */
+  peak: { some: number; full: number; deviceMBps: number; inFlight: number };
 }
 
 function writeTimeline(stateDir: string, t: PrefetchTimeline): void {
@@ -143,7 +151,8 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
       waitMs: 0,
       pressureWaitMs: 0,
     })),
-    peak: { some: 0, full: 0, inFlight: 0 },
+    signals: { psi: 'none', windowMs: pc.windowMs, volume: '' },
+    peak: { some: 0, full: 0, deviceMBps: 0, inFlight: 0 },
   };
   const save = () => writeTimeline(stateDir, timeline);
   save();
@@ -151,11 +160,14 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
   const adapters = createPullAdapters(cfg, stateDir);
   // Concurrent pulls from one account share one ECR token request, not one each.
   const deps = { ...adapters, tokens: singleFlight(adapters.tokens) };
-  let psi: Psi | undefined;
+  let io: IoSignals = {};
+  let sampler: ReturnType<typeof createIoSampler> | undefined;
   const status = (extra = '') => {
     const done = timeline.images.filter((i) => i.state === 'pulled' || i.state === 'present');
     const mb = done.reduce((s, i) => s + (i.bytes ?? 0), 0) / MB;
-    const p = psi ? `, io pressure some=${psi.some}% full=${psi.full}%` : '';
+    const p =
+      (io.psi ? `, io pressure some=${io.psi.some}% full=${io.psi.full}%` : '') +
+      (io.deviceMBps !== undefined ? `, volume writing ${io.deviceMBps} MB/s` : '');
     notifier.status(
       `prefetch: ${done.length}/${timeline.images.length} images, ${fmtMB(mb)}${p}${extra ? `, ${extra}` : ''}`,
     );
@@ -167,6 +179,18 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
       notifier.status(`prefetch: start jitter ${jitterMs} ms`);
       await sleep(jitterMs, undefined, { signal: run }).catch(() => undefined);
     }
+
+    // The volume to watch: containerd's root, as its CRI plugin reports it.
+    const volume = await deps.cri
+      .status(run, true)
+      .then((st) => {
+        const c = st.info.config ? (JSON.parse(st.info.config) as { containerdRootDir?: unknown }) : {};
+        return typeof c.containerdRootDir === 'string' ? c.containerdRootDir : undefined;
+      })
+      .catch(() => undefined);
+    timeline.signals.volume = volume ?? DEFAULT_CONTAINERD_ROOT;
+    sampler = createIoSampler({ volume: timeline.signals.volume, windowMs: pc.windowMs });
+    timeline.signals.device = sampler.device;
 
     // Present already (an earlier run, the AMI build, kubelet): skipped, and their size is known.
     for (const rec of timeline.images) {
@@ -220,7 +244,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
             bytes: rec.bytes,
             waitMs: Math.round(rec.pressureWaitMs),
           },
-          `prefetch: pulled ${rec.image} (${fmtMB(rec.sizeMB)} in ${rec.durationMs} ms, ${Math.round(rec.pressureWaitMs)} ms waiting for I/O pressure)`,
+          `prefetch: pulled ${rec.image} (${fmtMB(rec.sizeMB)} in ${rec.durationMs} ms, ${Math.round(rec.pressureWaitMs)} ms waiting for the disk)`,
         );
       } catch (err) {
         rec.durationMs = Math.round(performance.now() - started);
@@ -239,6 +263,8 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
       } finally {
         inFlight.delete(rec);
         changed = true;
+        // The picture changed: the backoff for pressure starts over.
+        pressureWaits = 0;
         save();
         status();
         wake();
@@ -248,11 +274,15 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
     const pulls: Promise<void>[] = [];
     while (!run.aborted && (queue.length > 0 || inFlight.size > 0)) {
       changed = false;
-      psi = await readPsi();
+      io = sampler.read();
+      const psi = io.psi;
       if (psi) {
+        if (io.psiSource === 'window' || timeline.signals.psi === 'none')
+          timeline.signals.psi = io.psiSource!;
         timeline.peak.some = Math.max(timeline.peak.some, psi.some);
         timeline.peak.full = Math.max(timeline.peak.full, psi.full);
       }
+      timeline.peak.deviceMBps = Math.max(timeline.peak.deviceMBps, io.deviceMBps ?? 0);
       let waitMs = 60_000;
       let pressureHead: ImageRecord | undefined;
       const head = queue[0];
@@ -265,6 +295,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
             inFlight: [...inFlight.values()],
             recentStartsMs: recentStarts,
             psi,
+            deviceMBps: io.deviceMBps,
             nextSizeMB: head.sizeMB,
             observedMBps,
             waitingSinceMs: waitingSince,
@@ -290,11 +321,12 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
           continue;
         }
         waitMs = d.waitMs;
-        if (d.reason === 'pressure') {
-          pressureWaits++;
+        if (d.reason === 'pressure' || d.reason === 'drain') {
+          if (d.reason === 'pressure' && inFlight.size === 0) pressureWaits++;
           pressureHead = head;
-          status(`waiting ${d.waitMs} ms for I/O pressure to drop`);
-          log.debug({ image: head.image, waitMs: d.waitMs, psi }, 'prefetch: I/O pressure high: backing off');
+          const why = d.reason === 'pressure' ? 'I/O pressure to drop' : 'the volume to drain';
+          status(`waiting ${d.waitMs} ms for ${why}`);
+          log.debug({ image: head.image, waitMs: d.waitMs, ...io }, `prefetch: waiting for ${why}`);
         }
       }
       if (changed || (queue.length === 0 && inFlight.size === 0)) continue;
@@ -322,7 +354,8 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
     const failed = timeline.images.filter((i) => i.state === 'failed');
     const took = Math.round(performance.now() - t0);
     const mb = timeline.images.reduce((s, i) => s + (i.state === 'pulled' ? (i.bytes ?? 0) : 0), 0) / MB;
-    const summary = `${count('pulled')} pulled (${fmtMB(mb)}), ${count('present')} present, ${failed.length} failed, ${count('pending') + count('cancelled')} not done, of ${timeline.images.length}; peak io pressure some=${timeline.peak.some}% full=${timeline.peak.full}%; most in flight ${timeline.peak.inFlight}`;
+    const pk = timeline.peak;
+    const summary = `${count('pulled')} pulled (${fmtMB(mb)}), ${count('present')} present, ${failed.length} failed, ${count('pending') + count('cancelled')} not done, of ${timeline.images.length}; peak io pressure some=${pk.some}% full=${pk.full}% (${timeline.signals.psi}); peak volume write ${pk.deviceMBps} MB/s; most in flight ${pk.inFlight}`;
     let error: BootError | undefined;
     if (run.aborted)
       error = deadline.aborted
@@ -360,6 +393,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
     );
     return timeline.exitCode;
   } finally {
+    sampler?.stop();
     adapters.close();
     await notifier.flush();
     await journal?.flush();

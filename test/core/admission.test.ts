@@ -1,14 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { parsePsi } from '../../src/adapters/psi.js';
+import { parsePsi, parsePsiReading, parseWrittenSectors } from '../../src/adapters/psi.js';
 import {
   type AdmissionPolicy,
   type AdmissionState,
   DEFAULT_POLICY,
   decide,
+  deviceWriteMBps,
+  type IoSample,
   inFlightRate,
   orderQueue,
   pullRate,
   startJitterMs,
+  windowPressure,
 } from '../../src/core/admission.js';
 
 const NOW = 100_000;
@@ -49,16 +52,23 @@ describe('decide: given state → admit / wait(ms)', () => {
       'idle',
       undefined,
     ],
-    ['some pressure at threshold', st({ psi: { some: 20, full: 0 } }), pol(), 'pressure', 500],
-    ['full pressure over threshold', st({ psi: { some: 3, full: 7.5 } }), pol(), 'pressure', 500],
-    ['backoff doubles', st({ psi: { some: 50, full: 0 }, pressureWaits: 2 }), pol(), 'pressure', 2000],
-    ['backoff is capped', st({ psi: { some: 50, full: 0 }, pressureWaits: 10 }), pol(), 'pressure', 5000],
+    ['some pressure at threshold', st({ psi: { some: 20, full: 0 } }), pol(), 'pressure', 250],
+    ['full pressure over threshold', st({ psi: { some: 3, full: 7.5 } }), pol(), 'pressure', 250],
+    ['backoff doubles', st({ psi: { some: 50, full: 0 }, pressureWaits: 2 }), pol(), 'pressure', 1000],
+    ['backoff is capped', st({ psi: { some: 50, full: 0 }, pressureWaits: 10 }), pol(), 'pressure', 2000],
     [
-      'idle pressure wait never runs past the starvation guard',
-      st({ psi: { some: 90, full: 40 }, pressureWaits: 10, waitingSinceMs: NOW - 29_000 }),
+      'pressure with a pull in flight: poll (its end wakes the loop), no growing backoff',
+      st({ psi: { some: 90, full: 30 }, pressureWaits: 10, inFlight: busy(1, 10) }),
       pol(),
       'pressure',
-      1000,
+      250,
+    ],
+    [
+      'idle pressure wait never runs past the starvation guard',
+      st({ psi: { some: 90, full: 40 }, pressureWaits: 10, waitingSinceMs: NOW - 29_500 }),
+      pol(),
+      'pressure',
+      500,
     ],
     [
       'starved: idle and waited maxWait → admitted despite pressure',
@@ -72,7 +82,42 @@ describe('decide: given state → admit / wait(ms)', () => {
       st({ psi: { some: 90, full: 40 }, waitingSinceMs: NOW - 60_000, inFlight: busy(1, 10) }),
       pol(),
       'pressure',
-      500,
+      250,
+    ],
+    [
+      'drain: idle, but the volume still writes at half the budget or more (a backlog draining)',
+      st({ deviceMBps: 62.5 }),
+      pol(),
+      'drain',
+      250,
+    ],
+    [
+      'drained: idle, the volume writes under half the budget',
+      st({ deviceMBps: 62 }),
+      pol(),
+      'idle',
+      undefined,
+    ],
+    [
+      'starved beats drain: idle and waited maxWait',
+      st({ deviceMBps: 125, waitingSinceMs: NOW - 30_000 }),
+      pol(),
+      'starved',
+      undefined,
+    ],
+    [
+      'budget, measured: one pull estimated at 40 MB/s but the volume writes 100 → no second',
+      st({ inFlight: busy(1, 500), observedMBps: 40, deviceMBps: 100 }),
+      pol(),
+      'budget',
+      250,
+    ],
+    [
+      'budget, measured: the volume writes less than estimated → the estimate counts',
+      st({ inFlight: busy(1, 500), observedMBps: 40, deviceMBps: 10 }),
+      pol(),
+      'ok',
+      undefined,
     ],
     [
       'budget: first pulls are assumed to use the whole budget → one at a time',
@@ -122,8 +167,8 @@ describe('decide: given state → admit / wait(ms)', () => {
 
   it('pressure backoff is jittered within ±50%', () => {
     const s = st({ psi: { some: 50, full: 0 }, pressureWaits: 1 });
-    expect(decide(s, pol(), () => 0)).toMatchObject({ admit: false, waitMs: 500 });
-    expect(decide(s, pol(), () => 0.999_999)).toMatchObject({ admit: false, waitMs: 1500 });
+    expect(decide(s, pol(), () => 0)).toMatchObject({ admit: false, waitMs: 250 });
+    expect(decide(s, pol(), () => 0.999_999)).toMatchObject({ admit: false, waitMs: 750 });
   });
 
   it('the caps win over the starvation guard', () => {
@@ -181,5 +226,99 @@ describe('parsePsi', () => {
   );
   it('a kernel without the full line (before 5.x) gives full=0', () => {
     expect(parsePsi('some avg10=3.00 avg60=0 avg300=0 total=1')).toEqual({ some: 3, full: 0 });
+  });
+});
+
+/** A sample at `atMs` with PSI counters (µs) and a device write counter (sectors). */
+const at = (atMs: number, someUs?: number, fullUs = 0, sectors?: number): IoSample => ({
+  atMs,
+  psi: {
+    avg10: { some: 42, full: 4 },
+    ...(someUs === undefined ? {} : { totalUs: { some: someUs, full: fullUs } }),
+  },
+  writtenSectors: sectors,
+});
+
+describe('windowPressure: stalled µs over elapsed µs, from the total= counters', () => {
+  it.each<[string, IoSample[], IoSample, number, unknown]>([
+    ['no earlier sample → avg10', [], at(1000, 0), 1000, { psi: { some: 42, full: 4 }, source: 'avg10' }],
+    [
+      'half of the last second stalled (some), a tenth (full)',
+      [at(0, 1_000_000, 200_000)],
+      at(1000, 1_500_000, 300_000),
+      1000,
+      { psi: { some: 50, full: 10 }, source: 'window' },
+    ],
+    [
+      'takes the newest sample at least a window old, not an older one',
+      [at(0, 0), at(500, 100_000), at(1200, 900_000)],
+      at(1500, 1_000_000),
+      1000,
+      { psi: { some: 90, full: 0 }, source: 'window' },
+    ],
+    [
+      'a burst that ended: the window sees it gone at once (avg10 would still say 42)',
+      [at(0, 5_000_000), at(1000, 5_000_000)],
+      at(2000, 5_000_000),
+      1000,
+      { psi: { some: 0, full: 0 }, source: 'window' },
+    ],
+    [
+      'young sampler: the oldest sample ≥ 200 ms old is used',
+      [at(800, 0)],
+      at(1100, 150_000),
+      1000,
+      { psi: { some: 50, full: 0 }, source: 'window' },
+    ],
+    ['young sampler, under 200 ms → avg10', [at(1000, 0)], at(1100, 50_000), 1000, { source: 'avg10' }],
+    ['kernel without total= → avg10', [at(0)], at(1000), 1000, { source: 'avg10' }],
+    ['window 0 → avg10 (configured)', [at(0, 0)], at(1000, 500_000), 0, { source: 'avg10' }],
+    [
+      'counter reset (negative delta) is clamped to 0',
+      [at(0, 9_000_000)],
+      at(1000, 0),
+      1000,
+      { psi: { some: 0 } },
+    ],
+  ])('%s', (_name, earlier, cur, windowMs, expected) =>
+    expect(windowPressure(earlier, cur, windowMs)).toMatchObject(expected as object),
+  );
+  it('undefined when PSI is unavailable', () => {
+    expect(windowPressure([], { atMs: 0 }, 1000)).toBeUndefined();
+  });
+});
+
+describe('deviceWriteMBps: block-layer sectors written over the window', () => {
+  it.each<[string, IoSample[], IoSample, number | undefined]>([
+    ['60 MB in one second', [at(0, 0, 0, 0)], at(1000, 0, 0, 60 * 2048), 60],
+    ['30 MB in two seconds', [at(0, 0, 0, 0)], at(2000, 0, 0, 30 * 2048), 15],
+    [
+      'uses the newest sample a window old',
+      [at(0, 0, 0, 0), at(1000, 0, 0, 100 * 2048)],
+      at(2000, 0, 0, 100 * 2048),
+      0,
+    ],
+    ['no earlier sample', [], at(1000, 0, 0, 5), undefined],
+    ['no block device', [at(0)], at(1000), undefined],
+  ])('%s → %s', (_name, earlier, cur, mbps) => expect(deviceWriteMBps(earlier, cur, 1000)).toBe(mbps));
+});
+
+describe('parsePsiReading / parseWrittenSectors', () => {
+  it('reads avg10 and total of both lines', () => {
+    const text =
+      'some avg10=12.34 avg60=0.36 avg300=0.69 total=31592067\nfull avg10=1.50 avg60=0.02 avg300=0.10 total=17653637\n';
+    expect(parsePsiReading(text)).toEqual({
+      avg10: { some: 12.34, full: 1.5 },
+      totalUs: { some: 31_592_067, full: 17_653_637 },
+    });
+  });
+  it('without total= there are no counters', () => {
+    expect(parsePsiReading('some avg10=3.00 avg60=0 avg300=0')).toEqual({ avg10: { some: 3, full: 0 } });
+  });
+  it('block stat: field 7 is sectors written', () => {
+    const text =
+      '    4315     1186   340034     1384   151120   167990  8693376   283244        0   211780   289000        0        0        0        0     3344     4371\n';
+    expect(parseWrittenSectors(text)).toBe(8_693_376);
+    expect(parseWrittenSectors('garbage')).toBeUndefined();
   });
 });
