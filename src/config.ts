@@ -122,6 +122,7 @@ const FileSchema = z.strictObject({
         .optional(),
       jitter: z.union([z.literal(0), z.literal('0'), duration]).optional(),
       maxWait: duration.optional(),
+      drain: z.boolean().optional(),
       timeout: duration.optional(),
     })
     .optional(),
@@ -215,6 +216,8 @@ export interface PrefetchConfig {
   jitterMs: number;
   /** With nothing in flight, a pull starts after waiting this long whatever the pressure. */
   maxWaitMs: number;
+  /** With nothing in flight, wait for the volume's write backlog to drain before the next pull. */
+  drain: boolean;
   /** Deadline of the whole prefetch command. */
   timeoutMs: number;
 }
@@ -379,6 +382,7 @@ function prefetchConfig(p: FileConfig['prefetch']): PrefetchConfig {
     windowMs: ms(p?.pressure?.window, 1_000),
     jitterMs: ms(p?.jitter, 30_000),
     maxWaitMs: ms(p?.maxWait, 30_000),
+    drain: p?.drain ?? true,
     timeoutMs: ms(p?.timeout, 1_800_000),
   };
 }

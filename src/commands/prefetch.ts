@@ -129,6 +129,7 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
     registryQps: pc.registryQps,
     pressure: pc.pressure,
     maxWaitMs: pc.maxWaitMs,
+    drain: pc.drain,
   };
   const deadline = AbortSignal.timeout(pc.timeoutMs);
   const run = AbortSignal.any([signal, deadline]);

@@ -4,8 +4,8 @@
  * rate of containerd's volume and the recent registry requests, decide: admit the next image now,
  * or wait (and for how long).
  *
- * Order of the checks: concurrency cap, registry QPS cap, I/O pressure (with backoff and jitter),
- * drain (the volume still flushing what earlier pulls wrote), write-rate budget. Never starve: with
+ * Order of the checks: concurrency cap, registry QPS cap, drain (the volume still flushing what
+ * earlier pulls wrote), I/O pressure (with backoff and jitter), write-rate budget. Never starve: with
  * nothing in flight, an image that has waited `maxWaitMs` is admitted whatever the signals say.
  *
  * The signals must be fresh: a pull that ends leaves its dirty pages queued in front of the volume
@@ -21,10 +21,15 @@ export interface AdmissionPolicy {
   maxConcurrent: number;
   /** Registry request starts per second (a pull counts as one). */
   registryQps: number;
-  /** PSI thresholds (% of the window stalled): at or above either, no new pull starts. */
+  /** PSI thresholds (% of the window stalled): at or above either, no new pull starts; 100: off. */
   pressure: { some: number; full: number };
   /** Minimum progress: with nothing in flight, a pull starts after waiting this long at most. */
   maxWaitMs: number;
+  /**
+   * With nothing in flight, wait until the volume's measured write rate falls under
+   * DRAIN_SHARE x budget (what the last pull wrote has left the page cache) before the next pull.
+   */
+  drain: boolean;
   /** Backoff while idle and pressure is high: base * 2^n, capped, with ±50% jitter. */
   backoffMs: { base: number; max: number };
 }
@@ -35,6 +40,7 @@ export const DEFAULT_POLICY: AdmissionPolicy = {
   registryQps: 5,
   pressure: { some: 20, full: 5 },
   maxWaitMs: 30_000,
+  drain: true,
   backoffMs: { base: 250, max: 2_000 },
 };
 
@@ -215,10 +221,14 @@ export function decide(
   const idle = s.inFlight.length === 0;
   const starved = idle && s.nowMs - s.waitingSinceMs >= policy.maxWaitMs;
   if (starved) return { admit: true, reason: 'starved', rateMBps };
+  // Our own backlog draining: the end is near and measured, so poll (no backoff).
+  const measured = s.deviceMBps ?? 0;
+  if (idle && policy.drain && measured >= policy.budgetMBps * DRAIN_SHARE) return wait('drain', POLL_MS);
   // (b) I/O pressure: a pressured disk is what makes pods fail to start
-  if (s.psi && (s.psi.some >= policy.pressure.some || s.psi.full >= policy.pressure.full)) {
+  const over = (v: number, threshold: number) => threshold < 100 && v >= threshold;
+  if (s.psi && (over(s.psi.some, policy.pressure.some) || over(s.psi.full, policy.pressure.full))) {
     // With a pull in flight, its end changes the picture (and wakes the caller): poll the fresh
-    // signal. Idle, the pressure comes from someone else: back off with jitter.
+    // signal. Idle and drained, the pressure comes from someone else: back off with jitter.
     if (!idle) return wait('pressure', POLL_MS);
     const backoff = Math.min(policy.backoffMs.max, policy.backoffMs.base * 2 ** s.pressureWaits);
     const jittered = backoff * (0.5 + random());
@@ -228,12 +238,8 @@ export function decide(
   }
   // (a) write budget, measured where possible: the volume's own write rate counts as much as the
   // estimate of the pulls in flight (whichever is higher).
-  const measured = s.deviceMBps ?? 0;
-  if (idle) {
-    // One pull alone always may (it cannot be split), once the volume has drained.
-    if (measured >= policy.budgetMBps * DRAIN_SHARE) return wait('drain', POLL_MS);
-    return { admit: true, reason: 'idle', rateMBps };
-  }
+  // One pull alone always may (it cannot be split).
+  if (idle) return { admit: true, reason: 'idle', rateMBps };
   const next = pullRate(s.nextSizeMB, policy, s.observedMBps);
   if (Math.max(rateMBps, measured) + next > policy.budgetMBps) return wait('budget', POLL_MS);
   return { admit: true, reason: 'ok', rateMBps };

@@ -54,6 +54,13 @@ describe('decide: given state → admit / wait(ms)', () => {
     ],
     ['some pressure at threshold', st({ psi: { some: 20, full: 0 } }), pol(), 'pressure', 250],
     ['full pressure over threshold', st({ psi: { some: 3, full: 7.5 } }), pol(), 'pressure', 250],
+    [
+      'a threshold of 100 is off (a window can read exactly 100%)',
+      st({ psi: { some: 100, full: 100 } }),
+      pol({ pressure: { some: 100, full: 100 } }),
+      'idle',
+      undefined,
+    ],
     ['backoff doubles', st({ psi: { some: 50, full: 0 }, pressureWaits: 2 }), pol(), 'pressure', 1000],
     ['backoff is capped', st({ psi: { some: 50, full: 0 }, pressureWaits: 10 }), pol(), 'pressure', 2000],
     [
@@ -97,6 +104,27 @@ describe('decide: given state → admit / wait(ms)', () => {
       pol(),
       'idle',
       undefined,
+    ],
+    [
+      'drain off: the backlog does not hold the next pull',
+      st({ deviceMBps: 125 }),
+      pol({ drain: false }),
+      'idle',
+      undefined,
+    ],
+    [
+      'draining beats pressure: our own backlog is polled, not backed off from',
+      st({ deviceMBps: 80, psi: { some: 90, full: 10 }, pressureWaits: 5 }),
+      pol(),
+      'drain',
+      250,
+    ],
+    [
+      'drain applies only when idle (with a pull in flight the budget decides)',
+      st({ deviceMBps: 90, inFlight: busy(1, 500), observedMBps: 40 }),
+      pol(),
+      'budget',
+      250,
     ],
     [
       'starved beats drain: idle and waited maxWait',

@@ -95,6 +95,17 @@ describe('loadConfig', () => {
     expect(cfg.timeouts['resolv-conf']).toBe(1_500);
   });
 
+  it('prefetch I/O signal keys: window (0 = avg10 only) and drain, with defaults', () => {
+    expect(loadConfig({ file: undefined, env: {} }).prefetch).toMatchObject({ windowMs: 1_000, drain: true });
+    const dir = tree({
+      'config.yaml': 'prefetch:\n  drain: false\n  pressure:\n    window: 500ms\n    some: 30\n',
+    });
+    const cfg = loadConfig({ file: join(dir, 'config.yaml'), env: {} });
+    expect(cfg.prefetch).toMatchObject({ windowMs: 500, drain: false, pressure: { some: 30, full: 5 } });
+    const off = tree({ 'config.yaml': 'prefetch:\n  pressure:\n    window: 0\n' });
+    expect(loadConfig({ file: join(off, 'config.yaml'), env: {} }).prefetch.windowMs).toBe(0);
+  });
+
   it.each([
     ['unknown top-level key', 'regoin: eu-west-1\n', /config\.yaml: unknown key\(s\) regoin/],
     ['unknown nested key', 'containerd:\n  sock: /x\n', /config\.yaml: containerd: unknown key\(s\) sock/],
@@ -126,6 +137,12 @@ describe('loadConfig', () => {
       /metrics\.textfileDir: expected an absolute path or false/,
     ],
     ['negative history', 'report:\n  history: -1\n', /report\.history: .*>=0/],
+    ['prefetch.drain not a boolean', 'prefetch:\n  drain: sometimes\n', /prefetch\.drain: .*boolean/],
+    [
+      'bad prefetch.pressure.window',
+      'prefetch:\n  pressure:\n    window: soon\n',
+      /prefetch\.pressure\.window: /,
+    ],
     ['YAML syntax', 'region: [eu-west-1\n', /config\.yaml: YAML syntax error at line/],
     ['duplicate key', 'region: eu-west-1\nregion: eu-west-2\n', /YAML syntax error/],
   ])('%s → CONFIG_INVALID naming file and key', (_name, text, re) => {
