@@ -21,9 +21,12 @@
  *     reinstalled on the live node reload systemd and enable nothing;
  *   - behind a CONNECT proxy that logs every tunnel (test/testbed/proxy.ts), HTTPS_PROXY only in the
  *     NodeConfig of the MIME user data IMDS serves, no baked archive: the ECR API call (by its real
- *     name) goes through the proxy; IMDS and containerd's pull do not.
+ *     name) goes through the proxy; IMDS and containerd's pull do not;
+ *   - containerd 2.x's config schema (version 3), which containerd 1.7 refuses to run: the reader
+ *     only, through `node-bootstrap check --root` on an image root the RPM was installed into.
  */
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -307,6 +310,22 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
   });
 }
 
+/** A command on the host, asynchronously (the testbed's emulators answer from this process). */
+const host = (
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> =>
+  new Promise((resolve) =>
+    execFile(
+      cmd,
+      args,
+      { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...env }, timeout: 60_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    ),
+  );
+
 const statusJson = async (c: SystemdContainer): Promise<RunStatus> =>
   JSON.parse(await readInside(c, `${STATE_DIR}/status.json`)) as RunStatus;
 
@@ -502,5 +521,60 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
     } finally {
       await c.stop();
     }
+  });
+
+  it.concurrent('containerd 2.x schema (version 3): containerd 1.7 refuses it, node-bootstrap check reads pinned_images.sandbox from an image root', async () => {
+    // The image build's view: the RPM installed into an image root, the config nodeadm would render
+    // for containerd 2.x, and node-bootstrap's own check pointed at that root (no boot needed).
+    const root = mkdtempSync(join(pkgs.dir, 'v3-root-'));
+    await host('rpm', [
+      '--root',
+      root,
+      '--dbpath',
+      '/var/lib/rpm',
+      '--nodeps',
+      '--noscripts',
+      '-i',
+      pkgs.rpm,
+    ]);
+    const v3 = `version = 3
+root = "/var/lib/containerd"
+state = "/run/containerd"
+
+[grpc]
+address = "${SOCKET}"
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+sandbox = "${PAUSE_LOCAL}"
+
+[plugins."io.containerd.cri.v1.images".registry]
+config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"
+`;
+    mkdirSync(join(root, 'etc/containerd'), { recursive: true });
+    writeFileSync(join(root, 'etc/containerd/config.toml'), v3);
+    // containerd 1.7 (the testbed's newest) cannot run it: this case is the reader's only.
+    const ctrd = await host(join(REPO, '.cache/containerd-1.7/usr/bin/containerd'), [
+      '--config',
+      join(root, 'etc/containerd/config.toml'),
+      'config',
+      'dump',
+    ]);
+    expect(ctrd.code).not.toBe(0);
+    expect(ctrd.stderr).toMatch(/unsupported config version `3`/);
+
+    const r = await host(join(root, 'usr/bin/node-bootstrap'), ['check', '--root', root, '--json'], {
+      AWS_REGION: REGION,
+      AWS_EC2_METADATA_SERVICE_ENDPOINT: 'http://127.0.0.1:9',
+    });
+    const checks = (JSON.parse(r.stdout) as { checks: { id: string; status: string; message: string }[] })
+      .checks;
+    const sandbox = checks.find((x) => x.id === 'sandbox-image')!;
+    expect(sandbox.message).toContain(PAUSE_LOCAL);
+    expect(sandbox.message).toContain('pinned_images.sandbox under [plugins."io.containerd.cri.v1.images"]');
+    expect(checks.find((x) => x.id === 'ecr')?.message).toContain(`the sandbox image ${PAUSE_LOCAL}`);
+    rmSync(root, { recursive: true, force: true });
+    log.push(
+      `containerd schema 3 (reader only): check says "${sandbox.status}: ${sandbox.message.slice(0, 120)}…"`,
+    );
   });
 });
