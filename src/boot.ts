@@ -22,6 +22,8 @@ export interface BootAdapters {
   containerdConfig: () => ContainerdConfig;
   containerd: ContainerdClient;
   systemd: Systemd;
+  /** A file's modification time (ms), undefined when absent: restart decisions. */
+  mtime: (path: string) => number | undefined;
   sandbox: SandboxImageDeps;
   resolvConf: ResolvConfDeps;
   kubelet: KubeletDeps;
@@ -30,18 +32,34 @@ export interface BootAdapters {
 /** The marker kubelet's drop-in requires: written only once every gate before kubelet passed. */
 export const GATE_MARKER = 'gates-passed';
 
-export function bootSequence(cfg: Config, a: BootAdapters, stateDir: string): Phase[] {
+export interface BootOptions {
+  /** `run --observe`: verify and report only; no start, restart, import, pull, pin, repair or marker. */
+  observe?: boolean;
+}
+
+export function bootSequence(cfg: Config, a: BootAdapters, stateDir: string, o: BootOptions = {}): Phase[] {
   const t = cfg.timeouts;
   const runtime: RuntimeFacts = {};
+  const observe = o.observe === true;
+  const renderedFiles = () => a.containerdConfig().files;
   return [
-    containerdUnit(a.systemd, cfg.containerd.unit, t['containerd-unit']),
+    containerdUnit(
+      { systemd: a.systemd, mtime: a.mtime, configFiles: renderedFiles },
+      cfg.containerd.unit,
+      t['containerd-unit'],
+      observe,
+    ),
     containerdSocket(cfg.containerd.socket, t['containerd-socket']),
     cri(a.cri, a.containerd, cfg.containerd.socket, t.cri, runtime),
-    sandboxImage(a.sandbox, sandboxSettings(cfg), runtime, t['sandbox-image']),
-    resolvConf(a.resolvConf, { ...cfg.kubelet, stateDir }, runtime, t['resolv-conf']),
-    kubelet(a.kubelet, cfg.kubelet.unit, join(stateDir, GATE_MARKER), t.kubelet),
+    sandboxImage(a.sandbox, sandboxSettings(cfg), runtime, t['sandbox-image'], observe),
+    resolvConf(a.resolvConf, { ...cfg.kubelet, stateDir }, runtime, t['resolv-conf'], observe),
+    kubelet(a.kubelet, cfg.kubelet.unit, join(stateDir, GATE_MARKER), t.kubelet, observe),
   ];
 }
+
+/** `run --observe`: the boot sequence, changing nothing. */
+export const observeSequence = (cfg: Config, a: BootAdapters, stateDir: string): Phase[] =>
+  bootSequence(cfg, a, stateDir, { observe: true });
 
 /** `guard`: the same readiness gates, then restore the pinned sandbox image if it is gone or unpinned. */
 export function guardSequence(cfg: Config, a: BootAdapters, stateDir: string): Phase[] {

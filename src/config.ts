@@ -222,21 +222,26 @@ export interface PrefetchConfig {
   timeoutMs: number;
 }
 
+/**
+ * Per-phase deadlines. Their sum (9 min 10 s) fits inside the run's (timeouts.run, 11 min): a run
+ * whose every phase goes to its deadline still ends with its own verdict and status.json.
+ */
 export const DEFAULT_TIMEOUTS: Record<PhaseName, number> = {
   'containerd-unit': 120_000,
-  'containerd-socket': 120_000,
-  cri: 120_000,
-  'sandbox-image': 300_000,
+  'containerd-socket': 60_000,
+  cri: 60_000,
+  'sandbox-image': 240_000,
   'resolv-conf': 10_000,
-  kubelet: 120_000,
+  kubelet: 60_000,
 };
 
 /**
- * 12 min: Karpenter and managed node groups give a node up 15 min after launch, and the instance
- * spends some of that before node-bootstrap starts (firmware, kernel, cloud-init). The per-phase
- * defaults add up to more than this on purpose: a slow phase may use time a fast one left.
+ * 11 min: Karpenter and managed node groups give a node up 15 min after launch, and the instance
+ * spends some of that before node-bootstrap starts (firmware, kernel, cloud-init). It is under the
+ * unit's TimeoutStartSec=12min, so the run ends on its own verdict (RUN_TIMEOUT, status.json
+ * written) before systemd kills it.
  */
-export const DEFAULT_RUN_TIMEOUT_MS = 720_000;
+export const DEFAULT_RUN_TIMEOUT_MS = 660_000;
 
 function describe(file: string, issue: z.core.$ZodIssue): string {
   const path = issue.path.map(String).join('.') || '(top level)';

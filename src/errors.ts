@@ -48,6 +48,26 @@ export const CODES = {
     exit: EXIT.tempfail,
     hint: 'the phase did not finish before its deadline; raise timeouts.<phase> or fix the peer it waits for',
   },
+  RUN_TIMEOUT: {
+    retryable: true,
+    exit: EXIT.tempfail,
+    hint: 'the run used up timeouts.run (default 11m, inside the 15 min after which node groups give a node up); fix the phase that was slow, or raise timeouts.run',
+  },
+  CONFIG_NOT_APPLIED: {
+    retryable: false,
+    exit: EXIT.unavailable,
+    hint: 'the unit runs on an older config than its rendered files; `node-bootstrap run` restarts it (run --observe only reports it)',
+  },
+  UNIT_NOT_ACTIVE: {
+    retryable: false,
+    exit: EXIT.unavailable,
+    hint: 'a unit node-bootstrap would start is not running (run --observe only reports it); read `journalctl -u <unit> -b`',
+  },
+  SANDBOX_IMAGE_MISSING: {
+    retryable: false,
+    exit: EXIT.unavailable,
+    hint: 'containerd does not have the sandbox image it is configured with (run --observe only reports it); `node-bootstrap run` imports or pulls it',
+  },
   ABORTED: {
     retryable: true,
     exit: EXIT.tempfail,

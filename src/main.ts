@@ -21,9 +21,15 @@ const config = { config: { type: 'string' } } as const;
 
 const COMMANDS: Record<string, Command> = {
   run: {
-    summary: 'run the boot sequence: containerd, sandbox image, resolv.conf, then kubelet',
-    usage: 'run [--config FILE] [--skip PHASE[,PHASE]] [--state-dir DIR]',
-    options: { ...config, skip: { type: 'string' }, 'state-dir': { type: 'string' } },
+    summary:
+      'run the boot sequence: containerd, sandbox image, resolv.conf, then kubelet (--observe: verify and report only, change nothing)',
+    usage: 'run [--config FILE] [--skip PHASE[,PHASE]] [--state-dir DIR] [--observe]',
+    options: {
+      ...config,
+      skip: { type: 'string' },
+      'state-dir': { type: 'string' },
+      observe: { type: 'boolean' },
+    },
     run: async (v, signal) => (await heavy()).run(v, signal),
   },
   check: {

@@ -31,6 +31,13 @@ export interface Systemd {
   watch(unit: string, onChange: (s: ServiceState) => void): Promise<() => void>;
   /** StartUnit(unit, "replace"); resolves with the job's result (done, failed, skipped, timeout, ...). */
   start(unit: string, signal: AbortSignal): Promise<string>;
+  /** RestartUnit(unit, "replace"): stop then start (starts a stopped unit); resolves with the job's result. */
+  restart(unit: string, signal: AbortSignal): Promise<string>;
+  /**
+   * When the unit's running process started, in ms since the epoch (ExecMainStartTimestamp, else
+   * ActiveEnterTimestamp); undefined when it is not running.
+   */
+  startedAt(unit: string): Promise<number | undefined>;
   /** daemon-reload: systemd re-reads unit files and drop-ins; resolves when it is done. */
   reload(signal: AbortSignal): Promise<void>;
   close(): void;
@@ -47,6 +54,7 @@ interface Manager {
   Reload(): Promise<void>;
   LoadUnit(name: string): Promise<string>;
   StartUnit(name: string, mode: string): Promise<string>;
+  RestartUnit(name: string, mode: string): Promise<string>;
   on(event: 'JobRemoved', cb: (id: number, job: string, unit: string, result: string) => void): void;
   removeListener(
     event: 'JobRemoved',
@@ -110,6 +118,49 @@ export function createSystemd(): Systemd {
     };
   };
 
+  /** A unit job (StartUnit/RestartUnit) followed to its JobRemoved; resolves with its result. */
+  const job = async (
+    method: 'StartUnit' | 'RestartUnit',
+    unit: string,
+    signal: AbortSignal,
+  ): Promise<string> => {
+    const m = await getManager();
+    return new Promise<string>((resolve, reject) => {
+      let jobPath: string | undefined;
+      const early = new Map<string, string>();
+      // Listening BEFORE the call: a fast job can be removed before the call returns.
+      const onRemoved = (_id: number, job: string, _unit: string, result: string): void => {
+        if (jobPath === undefined) early.set(job, result);
+        else if (job === jobPath) finish(result);
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(signal.reason);
+      };
+      const cleanup = (): void => {
+        m.removeListener('JobRemoved', onRemoved);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const finish = (result: string): void => {
+        cleanup();
+        resolve(result);
+      };
+      m.on('JobRemoved', onRemoved);
+      signal.addEventListener('abort', onAbort, { once: true });
+      m[method](unit, 'replace').then(
+        (path) => {
+          jobPath = path;
+          const r = early.get(path);
+          if (r !== undefined) finish(r);
+        },
+        (err: unknown) => {
+          cleanup();
+          reject(err);
+        },
+      );
+    });
+  };
+
   return {
     state: async (unit) => read(await unitProps(unit)),
 
@@ -127,42 +178,22 @@ export function createSystemd(): Systemd {
       return () => props.removeListener('PropertiesChanged', onProps);
     },
 
-    async start(unit, signal) {
-      const m = await getManager();
-      return new Promise<string>((resolve, reject) => {
-        let jobPath: string | undefined;
-        const early = new Map<string, string>();
-        // Listening BEFORE StartUnit: a fast job can be removed before the call returns.
-        const onRemoved = (_id: number, job: string, _unit: string, result: string): void => {
-          if (jobPath === undefined) early.set(job, result);
-          else if (job === jobPath) finish(result);
-        };
-        const onAbort = (): void => {
-          cleanup();
-          reject(signal.reason);
-        };
-        const cleanup = (): void => {
-          m.removeListener('JobRemoved', onRemoved);
-          signal.removeEventListener('abort', onAbort);
-        };
-        const finish = (result: string): void => {
-          cleanup();
-          resolve(result);
-        };
-        m.on('JobRemoved', onRemoved);
-        signal.addEventListener('abort', onAbort, { once: true });
-        m.StartUnit(unit, 'replace').then(
-          (path) => {
-            jobPath = path;
-            const r = early.get(path);
-            if (r !== undefined) finish(r);
-          },
-          (err: unknown) => {
-            cleanup();
-            reject(err);
-          },
-        );
-      });
+    start: (unit, signal) => job('StartUnit', unit, signal),
+    restart: (unit, signal) => job('RestartUnit', unit, signal),
+
+    async startedAt(unit) {
+      const props = await unitProps(unit);
+      const [all, main] = await Promise.all([
+        viaBus(props.GetAll(UNIT)),
+        props.Get(`${SYSTEMD}.Service`, 'ExecMainStartTimestamp').then(
+          (v) => Number(v.value),
+          () => 0,
+        ),
+      ]);
+      if (String(all.ActiveState?.value) !== 'active' && String(all.ActiveState?.value) !== 'reloading')
+        return undefined;
+      const us = main || Number(all.ActiveEnterTimestamp?.value ?? 0);
+      return us > 0 ? us / 1000 : undefined;
     },
 
     async reload(signal) {

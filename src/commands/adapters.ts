@@ -1,5 +1,5 @@
 /** Builds the node's adapters from the config: the only place clients are constructed. */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createContainerdClient } from '../adapters/containerd.js';
 import { createCriClient } from '../adapters/cri.js';
 import { importArchive } from '../adapters/ctr.js';
@@ -12,8 +12,32 @@ import { createTokenCache } from '../adapters/token-cache.js';
 import type { BootAdapters } from '../boot.js';
 import type { Config } from '../config.js';
 import { type ContainerdConfig, readContainerdConfig } from '../core/containerd-config.js';
+import type { FileReader } from '../core/file-reader.js';
+import { discoverKubelet, KUBELET_ENV_FILE } from '../core/kubelet-settings.js';
 import type { PullDeps } from '../phases/pull.js';
 import { type NetworkFacts, readNetwork } from './network.js';
+
+/** A file's modification time (ms since the epoch), undefined when it cannot be read. */
+export function mtime(path: string): number | undefined {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a kubelet restart applies: its config file, config drop-ins and flags file (none when unreadable). */
+function kubeletConfigFiles(files: FileReader, cfg: Config): string[] {
+  try {
+    const k = discoverKubelet(files, {
+      ...(cfg.kubelet.config ? { kubeletConfig: cfg.kubelet.config } : {}),
+      unit: cfg.kubelet.unit,
+    });
+    return [...(k.configFile ? [k.configFile] : []), ...k.configDropIns, KUBELET_ENV_FILE];
+  } catch {
+    return [];
+  }
+}
 
 /**
  * The socket: containerd.socket when config.yaml sets it, else the [grpc] address of containerd's
@@ -74,7 +98,13 @@ export function createAdapters(
       remove: removeFile,
       reload: (signal) => systemd.reload(signal),
     },
-    kubelet: { systemd, tail: unitTail },
+    mtime,
+    kubelet: {
+      systemd,
+      tail: unitTail,
+      mtime,
+      configFiles: () => kubeletConfigFiles(files, cfg),
+    },
     network,
     sandbox: {
       cri,

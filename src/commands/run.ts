@@ -5,7 +5,7 @@
 
 import { createJournal } from '../adapters/journal.js';
 import { createNotifier } from '../adapters/notify.js';
-import { type BootAdapters, bootSequence, guardSequence } from '../boot.js';
+import { type BootAdapters, bootSequence, guardSequence, observeSequence } from '../boot.js';
 import { type Config, DEFAULT_STATE_DIR, loadConfig } from '../config.js';
 import { verdictLine } from '../core/summary.js';
 import { BootError, EXIT } from '../errors.js';
@@ -32,8 +32,14 @@ export function parseSkip(value: string | undefined): Set<PhaseName> {
   return new Set(names as PhaseName[]);
 }
 
+/**
+ * `run --observe` checks what is, it does not wait for what may come: each phase's deadline is at
+ * most this (a node it observes has finished booting).
+ */
+export const OBSERVE_PHASE_MS = 30_000;
+
 async function sequence(
-  command: 'run' | 'guard',
+  command: 'run' | 'guard' | 'observe',
   build: (cfg: Config, a: BootAdapters, stateDir: string) => Phase[],
   v: Values,
   signal: AbortSignal,
@@ -59,11 +65,15 @@ async function sequence(
   const adapters = createAdapters(cfg, stateDir);
   // The boot reads the node's proxy settings (and NodeConfig) while containerd comes up, and says in
   // the sandbox-image phase what NO_PROXY misses; guard reads them only if it has to call AWS.
-  const phases = build(cfg, adapters, stateDir);
-  const statusFile = command === 'run' ? 'status.json' : 'guard.json';
+  const built = build(cfg, adapters, stateDir);
+  const phases =
+    command === 'observe'
+      ? built.map((p) => ({ ...p, timeoutMs: Math.min(p.timeoutMs, OBSERVE_PHASE_MS) }))
+      : built;
+  const statusFile = command === 'guard' ? 'guard.json' : 'status.json';
   try {
     const { status, error } = await runPhases(
-      command === 'run' ? withNetworkWarnings(phases, adapters.network()) : phases,
+      command === 'guard' ? phases : withNetworkWarnings(phases, adapters.network()),
       {
         command,
         version: VERSION,
@@ -72,6 +82,10 @@ async function sequence(
         skip,
         stateDir,
         statusFile,
+        // Every run has one deadline (timeouts.run) inside the 15 min node groups wait for a node.
+        ...(command === 'guard' ? {} : { runTimeoutMs: cfg.runTimeoutMs }),
+        // --observe reports every phase's findings, not only the first failure's.
+        keepGoing: command === 'observe',
         configSources: cfg.sources,
         notify: notifier.status,
         // One line per phase on stdout: the console under systemd (StandardOutput=journal+console).
@@ -109,6 +123,6 @@ async function sequence(
 }
 
 export const run = (v: Values, signal: AbortSignal): Promise<number> =>
-  sequence('run', bootSequence, v, signal);
+  v.observe ? sequence('observe', observeSequence, v, signal) : sequence('run', bootSequence, v, signal);
 export const guard = (v: Values, signal: AbortSignal): Promise<number> =>
   sequence('guard', guardSequence, v, signal);

@@ -1,12 +1,19 @@
 /**
  * Phase containerd-unit: wait until containerd.service is active, reacting to D-Bus
  * PropertiesChanged (no sleeps); fail fast when it failed, is masked or is not installed, or when
- * it keeps failing while systemd restarts it.
+ * it keeps failing while systemd restarts it. Then, when containerd's rendered config (config.toml
+ * and its imports) changed after the running containerd started, restart it: the phases after this
+ * one wait for its socket and CRI again.
  */
-import type { Systemd } from '../adapters/systemd.js';
 import { type UnitVerdict, unitVerdict } from '../core/unit-state.js';
 import { BootError } from '../errors.js';
 import { isDeadline, type Phase } from '../runner/phase.js';
+import { type ApplyConfigDeps, applyRenderedConfig } from './apply-config.js';
+
+export interface ContainerdUnitDeps extends ApplyConfigDeps {
+  /** containerd's rendered config files (config.toml and its imports; throws when they do not parse). */
+  configFiles: () => string[];
+}
 
 /**
  * containerd.service as Debian and upstream ship it has Restart=always, RestartSec=5: a containerd
@@ -16,7 +23,13 @@ import { isDeadline, type Phase } from '../runner/phase.js';
  */
 export const CRASH_LOOP_FAILURES = 2;
 
-export function containerdUnit(systemd: Systemd, unit: string, timeoutMs: number): Phase {
+export function containerdUnit(
+  deps: ContainerdUnitDeps,
+  unit: string,
+  timeoutMs: number,
+  observe = false,
+): Phase {
+  const { systemd } = deps;
   return {
     name: 'containerd-unit',
     timeoutMs,
@@ -61,6 +74,8 @@ export function containerdUnit(systemd: Systemd, unit: string, timeoutMs: number
                   why: `${unit} failed (Result=${state.result}); systemd restarts it`,
                 };
               }
+              if (last.kind === 'start' && observe)
+                return done(new BootError('UNIT_NOT_ACTIVE', `${last.why} (observe: would start ${unit})`));
               if (last.kind === 'start' && !startRequested) {
                 startRequested = true;
                 ctx.log.info({ unit }, `${last.why}: starting it`);
@@ -93,6 +108,10 @@ export function containerdUnit(systemd: Systemd, unit: string, timeoutMs: number
         stop?.();
       }
       ctx.record({ containerdUnitWaitMs: Math.round(performance.now() - started) });
+      await applyRenderedConfig(ctx, deps, unit, deps.configFiles(), {
+        observe,
+        failCode: 'CONTAINERD_UNIT_FAILED',
+      });
     },
   };
 }

@@ -76,6 +76,7 @@ export function resolvConf(
   s: ResolvConfSettings,
   runtime: RuntimeFacts,
   timeoutMs: number,
+  observe = false,
 ): Phase {
   const repairedFile = join(s.stateDir, REPAIRED_FILE);
   const envFile = join(s.stateDir, REPAIR_ENV_FILE);
@@ -112,10 +113,24 @@ export function resolvConf(
       }
 
       if (!hasErrors(problems)) {
+        if (observe) {
+          if (deps.files.exists(envFile)) ctx.record({ wouldRemoveRepair: envFile });
+          return;
+        }
         await undoRepair(ctx);
         return;
       }
       if (s.resolvConfPolicy === 'fail') throw toError(errors);
+      if (s.resolvConfPolicy === 'repair' && observe) {
+        const e = toError(errors);
+        throw new BootError(
+          e.code,
+          `${e.message} (observe: would write a corrected copy to ${repairedFile})`,
+          {
+            hint: e.hint,
+          },
+        );
+      }
       if (s.resolvConfPolicy === 'warn') {
         for (const e of errors) ctx.warn(`${e.message} (resolvConfPolicy: warn, kubelet starts anyway)`);
         ctx.record({ resolvConfPolicy: 'warn' });

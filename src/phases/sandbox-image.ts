@@ -52,6 +52,7 @@ export function sandboxImage(
   s: SandboxImageSettings,
   runtime: RuntimeFacts,
   timeoutMs: number,
+  observe = false,
 ): Phase {
   return {
     name: 'sandbox-image',
@@ -89,6 +90,11 @@ export function sandboxImage(
 
       let image = await deps.cri.imageStatus(target, signal);
       let source = 'present';
+      if (!image && observe)
+        throw new BootError(
+          'SANDBOX_IMAGE_MISSING',
+          `${target} is not in containerd's ${s.namespace} namespace (observe: would try ${plan.sources.map(sourceName).join(', then ') || 'no source'})`,
+        );
       if (!image) {
         source = await retrying(signal, () => fromFirstSource(plan.sources, target), {
           minDelayMs: 1_000,
@@ -106,7 +112,17 @@ export function sandboxImage(
       ctx.log.info({ image: target, source, imageId: image.id }, `sandbox image ${target} from ${source}`);
       ctx.record({ source, imageId: image.id });
 
-      await deps.containerd.setImageLabel(target, PINNED_LABEL, 'pinned', s.namespace, signal);
+      if (observe) {
+        const labels = (await deps.containerd.getImage(target, s.namespace, signal)).labels;
+        if (labels[PINNED_LABEL] !== 'pinned')
+          throw new BootError(
+            'PAUSE_NOT_PINNED',
+            `${target} does not carry ${PINNED_LABEL}=pinned (observe: would pin it)`,
+            {
+              hint: 'run `node-bootstrap run` (or guard) to pin it; kubelet image GC may delete it meanwhile',
+            },
+          );
+      } else await deps.containerd.setImageLabel(target, PINNED_LABEL, 'pinned', s.namespace, signal);
       await verifyPinned(ctx, deps.cri, target, runtime);
 
       /** One pass over the sources; the first that serves wins. */

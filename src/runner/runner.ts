@@ -25,15 +25,26 @@ export interface RunnerOptions {
   summary?: (line: string) => void;
   /** Called with the timeline after every save (copies for the log collector, metrics). */
   onSave?: (status: RunStatus) => void;
+  /** Deadline of the whole run (timeouts.run): each phase's deadline is cut to what is left of it. */
+  runTimeoutMs?: number;
+  /** Run every phase even after one failed (`run --observe`: report everything found); the first failure is the verdict. */
+  keepGoing?: boolean;
 }
 
 const abortedBy = (signal: AbortSignal): string =>
   signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'signal');
 
 /** Maps whatever a phase threw to a BootError, telling deadline and shutdown apart. */
-function classify(err: unknown, phase: Phase, run: AbortSignal, deadline: AbortSignal): BootError {
+function classify(
+  err: unknown,
+  phase: Phase,
+  run: AbortSignal,
+  deadline: AbortSignal,
+  runTimeoutMs?: number,
+): BootError {
   if (err instanceof BootError && err.code !== 'INTERNAL') return err;
   if (run.aborted) return new BootError('ABORTED', `phase ${phase.name} stopped: ${abortedBy(run)}`);
+  if (deadline.aborted && runTimeoutMs !== undefined) return runTimeout(phase, runTimeoutMs);
   if (deadline.aborted)
     return new BootError(
       'PHASE_TIMEOUT',
@@ -44,6 +55,12 @@ function classify(err: unknown, phase: Phase, run: AbortSignal, deadline: AbortS
     );
   return toBootError(err);
 }
+
+const runTimeout = (phase: Phase, runTimeoutMs: number): BootError =>
+  new BootError(
+    'RUN_TIMEOUT',
+    `phase ${phase.name} stopped at the run's deadline (timeouts.run: ${runTimeoutMs / 1000}s for all phases)`,
+  );
 
 export interface RunOutcome {
   status: RunStatus;
@@ -79,6 +96,7 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
   save();
 
   let failed: BootError | undefined;
+  const runEnds = opts.runTimeoutMs === undefined ? Infinity : performance.now() + opts.runTimeoutMs;
   for (const [i, phase] of phases.entries()) {
     const rec = status.phases[i] as PhaseRecord;
     const progress = `[${i + 1}/${phases.length}]`;
@@ -91,7 +109,10 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
     }
     if (opts.signal.aborted) break;
 
-    const deadline = AbortSignal.timeout(phase.timeoutMs);
+    // The phase's own deadline, or what is left of the run's when that comes first.
+    const left = Math.max(0, Math.floor(runEnds - performance.now()));
+    const cutByRun = left < phase.timeoutMs;
+    const deadline = AbortSignal.timeout(cutByRun ? left : phase.timeoutMs);
     const signal = AbortSignal.any([opts.signal, deadline]);
     const started = performance.now();
     rec.startedAt = new Date().toISOString();
@@ -110,6 +131,7 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
       record: (facts) => Object.assign(rec.facts, facts),
     };
     try {
+      if (cutByRun && left === 0) throw runTimeout(phase, opts.runTimeoutMs!);
       await phase.run(ctx);
       rec.durationMs = Math.round(performance.now() - started);
       rec.result = 'ok';
@@ -119,24 +141,26 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
       );
       summarize(rec);
     } catch (err) {
-      failed = classify(err, phase, opts.signal, deadline);
+      const e = classify(err, phase, opts.signal, deadline, cutByRun ? opts.runTimeoutMs : undefined);
+      failed ??= e;
       rec.durationMs = Math.round(performance.now() - started);
       rec.result = 'failed';
-      rec.error = failed.toJSON();
+      rec.error = e.toJSON();
       log.error(
         {
           result: 'failed',
           durationMs: rec.durationMs,
-          code: failed.code,
-          retryable: failed.retryable,
-          hint: failed.hint,
+          code: e.code,
+          retryable: e.retryable,
+          hint: e.hint,
         },
-        `${progress} ${phase.name}: failed (${failed.code}): ${failed.message}`,
+        `${progress} ${phase.name}: failed (${e.code}): ${e.message}`,
       );
       summarize(rec);
-      notify(`${progress} ${phase.name} failed: ${failed.code}`);
+      notify(`${progress} ${phase.name} failed: ${e.code}`);
       save();
-      break;
+      if (!opts.keepGoing || opts.signal.aborted) break;
+      continue;
     }
     save();
   }

@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TIMEOUTS, loadConfig, parseDuration } from '../../src/config.js';
+import { DEFAULT_RUN_TIMEOUT_MS, DEFAULT_TIMEOUTS, loadConfig, parseDuration } from '../../src/config.js';
 import { BootError } from '../../src/errors.js';
 
 function tree(files: Record<string, string>): string {
@@ -39,7 +39,18 @@ describe('loadConfig', () => {
     expect(cfg.sandboxImage.source).toBe('auto');
     expect(cfg.sandboxImage.archive).toBeUndefined();
     expect(cfg.timeouts).toEqual(DEFAULT_TIMEOUTS);
-    expect(cfg.runTimeoutMs).toBe(720_000);
+    expect(cfg.runTimeoutMs).toBe(660_000);
+  });
+
+  it("deadlines fit: sum of phase defaults < timeouts.run < the unit's TimeoutStartSec < 15 min (node groups give up)", () => {
+    const unit = readFileSync(join(import.meta.dirname, '../../systemd/node-bootstrap.service'), 'utf8');
+    const m = /^TimeoutStartSec=(\d+)min$/m.exec(unit);
+    expect(m, 'TimeoutStartSec=<n>min in node-bootstrap.service').not.toBeNull();
+    const startSec = Number(m![1]) * 60_000;
+    const sum = Object.values(DEFAULT_TIMEOUTS).reduce((a, b) => a + b, 0);
+    expect(sum).toBeLessThan(DEFAULT_RUN_TIMEOUT_MS);
+    expect(DEFAULT_RUN_TIMEOUT_MS).toBeLessThan(startSec);
+    expect(startSec).toBeLessThan(15 * 60_000);
   });
 
   it('sandboxImage.source and timeouts.run', () => {

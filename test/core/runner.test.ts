@@ -32,7 +32,10 @@ function sink(): { lines: () => Record<string, unknown>[]; stream: Writable } {
 
 const phase = (name: PhaseName, run: Phase['run'], timeoutMs = 1_000): Phase => ({ name, timeoutMs, run });
 
-async function runWith(phases: Phase[], extra: { signal?: AbortSignal; skip?: PhaseName[] } = {}) {
+async function runWith(
+  phases: Phase[],
+  extra: { signal?: AbortSignal; skip?: PhaseName[]; runTimeoutMs?: number; keepGoing?: boolean } = {},
+) {
   const out = sink();
   const stateDir = mkdtempSync(join(tmpdir(), 'nb-runner-'));
   const statuses: string[] = [];
@@ -48,6 +51,8 @@ async function runWith(phases: Phase[], extra: { signal?: AbortSignal; skip?: Ph
     notify: (s) => statuses.push(s),
     summary: (line) => summary.push(line),
     onSave: (st) => saves.push(st.result),
+    ...(extra.runTimeoutMs !== undefined ? { runTimeoutMs: extra.runTimeoutMs } : {}),
+    ...(extra.keepGoing ? { keepGoing: true } : {}),
   });
   return { ...outcome, logs: out.lines(), stateDir, statuses, summary, saves };
 }
@@ -226,6 +231,73 @@ describe('retrying', () => {
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toBe('received SIGTERM');
+  });
+});
+
+describe('runPhases: the run deadline (timeouts.run) and keepGoing (--observe)', () => {
+  const waitForAbort: Phase['run'] = (ctx) =>
+    new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)));
+
+  it('a phase is cut at the run deadline: RUN_TIMEOUT (retryable, exit 75), the next phases do not run', async () => {
+    const r = await runWith(
+      [
+        phase('containerd-socket', () => delay(150), 1_000),
+        phase('cri', waitForAbort, 5_000),
+        phase('sandbox-image', async () => {}, 1_000),
+      ],
+      { runTimeoutMs: 300 },
+    );
+    expect(r.error?.code).toBe('RUN_TIMEOUT');
+    expect(r.error?.exitCode).toBe(75);
+    expect(r.error?.message).toBe(
+      "phase cri stopped at the run's deadline (timeouts.run: 0.3s for all phases)",
+    );
+    const cri = r.status.phases[1]!;
+    // cut to what was left (~150 ms), not its own 5 s
+    expect(cri.durationMs).toBeLessThan(1_000);
+    expect(r.status.phases.map((p) => p.result)).toEqual(['ok', 'failed', 'not-run']);
+  });
+
+  it("a phase's own deadline, when shorter than what is left, is still PHASE_TIMEOUT", async () => {
+    const r = await runWith([phase('cri', waitForAbort, 100)], { runTimeoutMs: 10_000 });
+    expect(r.error?.code).toBe('PHASE_TIMEOUT');
+  });
+
+  it('nothing left of the run: the next phase fails RUN_TIMEOUT without starting', async () => {
+    let ran = false;
+    const r = await runWith(
+      [
+        phase('containerd-socket', () => delay(120), 1_000),
+        phase('cri', async () => {
+          ran = true;
+        }),
+      ],
+      { runTimeoutMs: 100 },
+    );
+    expect(ran).toBe(false);
+    expect(r.status.phases[1]).toMatchObject({ result: 'failed', error: { code: 'RUN_TIMEOUT' } });
+  });
+
+  it('keepGoing: every phase runs; the first failure is the verdict', async () => {
+    const r = await runWith(
+      [
+        phase('containerd-socket', async () => {
+          throw new BootError('CONFIG_NOT_APPLIED', 'stale');
+        }),
+        phase('cri', async () => {}),
+        phase('sandbox-image', async () => {
+          throw new BootError('SANDBOX_IMAGE_MISSING', 'missing');
+        }),
+      ],
+      { keepGoing: true },
+    );
+    expect(r.status.phases.map((p) => [p.name, p.result, p.error?.code])).toEqual([
+      ['containerd-socket', 'failed', 'CONFIG_NOT_APPLIED'],
+      ['cri', 'ok', undefined],
+      ['sandbox-image', 'failed', 'SANDBOX_IMAGE_MISSING'],
+    ]);
+    expect(r.error?.code).toBe('CONFIG_NOT_APPLIED');
+    expect(r.status.exitCode).toBe(69);
   });
 });
 

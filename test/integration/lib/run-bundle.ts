@@ -46,12 +46,15 @@ export interface BundleOptions {
   env: Record<string, string>;
   /** Default SKIP for run; guard takes no --skip. */
   skip?: string;
+  /** More arguments (e.g. --observe). */
+  args?: string[];
 }
 
 /** Starts `node-bootstrap run|guard` and returns at once; `done` settles when it exits. */
 export function startBundle(command: 'run' | 'guard', o: BundleOptions): Running {
   const args = [BIN, command, '--config', o.config, '--state-dir', o.stateDir];
   if (command === 'run') args.push('--skip', o.skip ?? SKIP);
+  args.push(...(o.args ?? []));
   const t0 = performance.now();
   const child = spawn(process.execPath, args, { env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
