@@ -80,21 +80,25 @@ function layout() {
   dir('/etc/node-bootstrap/config.d');
   file('/etc/node-bootstrap/config.yaml', join(REPO, 'packaging', 'config.yaml'), 0o644, 'config');
 
-  // Every unit and drop-in of systemd/, as shipped: into systemd's vendor directory, and a copy next
-  // to the bundle for `node-bootstrap install --root` (which finds systemd/ above the bundle).
-  dir('/usr/lib/node-bootstrap/systemd');
+  // The units of systemd/ and their drop-ins (`<unit>.d/*.conf`) go into systemd's vendor directory.
+  // The whole systemd/ tree (opt-in/ included: drop-ins only `node-bootstrap install --mode` puts in
+  // place) also goes next to the bundle, where `node-bootstrap install` finds it.
   const units = join(REPO, 'systemd');
-  for (const e of readdirSync(units, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+  const walk = (rel) => {
+    dir(`/usr/lib/node-bootstrap/systemd${rel}`);
+    for (const e of readdirSync(join(units, rel), { withFileTypes: true })) {
+      const r = `${rel}/${e.name}`;
+      if (e.isDirectory()) walk(r);
+      else if (e.isFile()) file(`/usr/lib/node-bootstrap/systemd${r}`, join(units, r));
+    }
+  };
+  walk('');
+  for (const e of readdirSync(units, { withFileTypes: true })) {
     if (e.isFile() && /\.(service|timer|socket|path)$/.test(e.name)) {
       file(`/usr/lib/systemd/system/${e.name}`, join(units, e.name));
-      file(`/usr/lib/node-bootstrap/systemd/${e.name}`, join(units, e.name));
     } else if (e.isDirectory() && e.name.endsWith('.d')) {
-      dir(`/usr/lib/node-bootstrap/systemd/${e.name}`);
-      for (const conf of readdirSync(join(units, e.name)).sort()) {
-        if (!conf.endsWith('.conf')) continue;
+      for (const conf of readdirSync(join(units, e.name)).filter((c) => c.endsWith('.conf')))
         file(`/usr/lib/systemd/system/${e.name}/${conf}`, join(units, e.name, conf));
-        file(`/usr/lib/node-bootstrap/systemd/${e.name}/${conf}`, join(units, e.name, conf));
-      }
     }
   }
   return entries.sort((a, b) => (a.path < b.path ? -1 : 1));

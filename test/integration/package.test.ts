@@ -125,9 +125,9 @@ describe('npm run package', () => {
         './etc/node-bootstrap/config.d/',
         './usr/lib/node-bootstrap/',
         './usr/lib/node-bootstrap/systemd/',
-        ...readdirSync('systemd')
-          .filter((d) => d.endsWith('.d'))
-          .map((d) => `./usr/lib/node-bootstrap/systemd/${d}/`),
+        ...readdirSync('systemd', { recursive: true, withFileTypes: true })
+          .filter((d) => d.isDirectory())
+          .map((d) => `./usr/lib/node-bootstrap/${join(d.parentPath, d.name)}/`),
       ].sort(),
     );
     // Checksums: the .sha256 beside the tarball and SHA256SUMS for all three.

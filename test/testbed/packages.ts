@@ -46,7 +46,7 @@ export async function buildPackages(label: string): Promise<Packages> {
 
 /**
  * Every regular file the packages install, with its mode: the bundle and its launcher, the sample
- * config, and each unit and drop-in of systemd/ in systemd's vendor directory and next to the bundle.
+ * config, systemd/ next to the bundle, and its units and drop-ins in systemd's vendor directory.
  */
 export function expectedFiles(): Map<string, number> {
   const out = new Map<string, number>([
@@ -55,16 +55,22 @@ export function expectedFiles(): Map<string, number> {
     ['/etc/node-bootstrap/config.yaml', 0o644],
   ]);
   const units = join(REPO, 'systemd');
-  for (const e of readdirSync(units, { withFileTypes: true })) {
-    const names = e.isDirectory()
-      ? readdirSync(join(units, e.name))
-          .filter((c) => c.endsWith('.conf'))
-          .map((c) => `${e.name}/${c}`)
-      : [e.name];
-    for (const n of names) {
-      out.set(`/usr/lib/systemd/system/${n}`, 0o644);
-      out.set(`/usr/lib/node-bootstrap/systemd/${n}`, 0o644);
+  // systemd/ whole (opt-in/ included) next to the bundle; its units and `<unit>.d/` drop-ins also
+  // in systemd's vendor directory.
+  const walk = (rel: string) => {
+    for (const e of readdirSync(join(units, rel), { withFileTypes: true })) {
+      const r = `${rel}/${e.name}`;
+      if (e.isDirectory()) walk(r);
+      else out.set(`/usr/lib/node-bootstrap/systemd${r}`, 0o644);
     }
+  };
+  walk('');
+  for (const e of readdirSync(units, { withFileTypes: true })) {
+    if (e.isFile() && /\.(service|timer|socket|path)$/.test(e.name))
+      out.set(`/usr/lib/systemd/system/${e.name}`, 0o644);
+    else if (e.isDirectory() && e.name.endsWith('.d'))
+      for (const c of readdirSync(join(units, e.name)).filter((n) => n.endsWith('.conf')))
+        out.set(`/usr/lib/systemd/system/${e.name}/${c}`, 0o644);
   }
   return out;
 }
