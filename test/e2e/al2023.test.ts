@@ -19,9 +19,10 @@
  *     enabled at image build), registry down: the pause image comes from the baked archive, is pinned
  *     under the name containerd is configured with, and only then kubelet starts; the packages
  *     reinstalled on the live node reload systemd and enable nothing;
- *   - behind a CONNECT proxy that logs every tunnel (test/testbed/proxy.ts), HTTPS_PROXY only in the
- *     NodeConfig of the MIME user data IMDS serves, no baked archive: the ECR API call (by its real
- *     name) goes through the proxy; IMDS and containerd's pull do not;
+ *   - containerd started on the image's old config before nodeadm-config rendered the new one (it is
+ *     restarted), behind a CONNECT proxy that logs every tunnel (test/testbed/proxy.ts), HTTPS_PROXY
+ *     only in the NodeConfig of the MIME user data IMDS serves, no baked archive: the ECR API call (by
+ *     its real name) goes through the proxy; IMDS and containerd's pull do not;
  *   - containerd 2.x's config schema (version 3), which containerd 1.7 refuses to run: the reader
  *     only, through `node-bootstrap check --root` on an image root the RPM was installed into.
  */
@@ -88,7 +89,7 @@ spec:
 `;
 
 /** containerd's config as nodeadm renders it on AL2023 (schema v2), for this testbed. */
-function containerdToml(): string {
+function containerdToml(sandbox = PAUSE_LOCAL): string {
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
   return `version = 2
 root = "/var/lib/containerd"
@@ -98,7 +99,7 @@ state = "/run/containerd"
 address = "${SOCKET}"
 
 [${cri}]
-sandbox_image = "${PAUSE_LOCAL}"
+sandbox_image = "${sandbox}"
 restrict_oom_score_adj = true
 
 [${cri}.containerd]
@@ -237,6 +238,11 @@ interface NodeOptions {
   files?: Record<string, string | { content: string; mode?: number }>;
   /** Where containerd pulls the regional ECR host from; default a port where nothing listens. */
   registry?: string;
+  /**
+   * containerd starts first, on the config baked into the image (the regional sandbox_image), and
+   * nodeadm-config renders the new one after it: the daemon runs on a stale config.
+   */
+  staleContainerd?: boolean;
 }
 
 /** A testbed's AWS endpoints (ECR API and IMDS emulators). */
@@ -267,9 +273,23 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
       { host: REPO, inside: INSIDE, readOnly: true },
       { host: pkgs.dir, inside: PKG_INSIDE, readOnly: true },
     ],
-    units: { ...UNITS, ...o.units },
+    units: {
+      ...UNITS,
+      ...(o.staleContainerd
+        ? {
+            'nodeadm-config.service': UNITS['nodeadm-config.service'].replace(
+              'Before=containerd.service ',
+              'After=containerd.service\nBefore=',
+            ),
+          }
+        : {}),
+      ...o.units,
+    },
     files: {
       '/usr/local/libexec/e2e/nodeadm-config': nodeadmConfigScript(),
+      ...(o.staleContainerd
+        ? { '/etc/containerd/config.toml': containerdToml(`${ECR_HOST}/eks/pause:3.10`) }
+        : {}),
       ...(o.archive === false ? {} : { [PAUSE_TAR]: { content: pauseTar, mode: 0o644 } }),
       [POD_RESOLV]: 'nameserver 10.100.0.10\nsearch us-west-2.compute.internal\noptions ndots:5\n',
       [`${certs}/hosts.toml`]: hostsToml(o.registry ?? 'https://127.0.0.1:9', `${certs}/ca.crt`),
@@ -477,13 +497,14 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
     }
   });
 
-  it.concurrent('behind a proxy from NodeConfig user data, no baked archive: the ECR API call goes through the proxy, IMDS and the registry do not', async () => {
+  it.concurrent('containerd on a stale config, behind a proxy from NodeConfig user data, no baked archive: containerd restarted; the ECR API call goes through the proxy, IMDS and the registry do not', async () => {
     const { AWS_ENDPOINT_URL_ECR: _, ...direct } = awsEnv(tbp);
     const c = await al2023Node({
       tb: tbp,
       name: 'al2023-proxy',
       enable: [NB, 'kubelet.service'],
       archive: false,
+      staleContainerd: true,
       registry: `https://${tbp.registry!.host}`,
       // The ECR API by its real name (no endpoint override): only the proxy can route it.
       unitEnv: { ...direct, NODE_EXTRA_CA_CERTS: ECR_API_CA },
@@ -504,7 +525,21 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       expect(tbp.imds!.requests.some((q) => q.path === '/latest/user-data' && q.status === 200)).toBe(true);
       expect(proxy.log.some((e) => e.target.endsWith(`:${imdsPort}`))).toBe(false);
 
+      // containerd started on the image's config, before nodeadm-config rendered the new one:
+      // node-bootstrap restarted it, so the rendered sandbox_image is the one in force.
+      const [cfg, ctrd] = await Promise.all([
+        show(c, 'nodeadm-config.service'),
+        show(c, 'containerd.service'),
+      ]);
+      expect(ctrd.ExecMainStartTimestampMonotonic).toBeGreaterThan(cfg.ActiveEnterTimestampMonotonic);
       const status = await statusJson(c);
+      expect(status.phases.find((p) => p.name === 'containerd-unit')!.facts).toMatchObject({
+        containerdRestarted: true,
+      });
+      const starts = (await c.journal(['_PID=1', 'UNIT=containerd.service'])).filter((e) =>
+        /^Started containerd/.test(String(e.MESSAGE)),
+      );
+      expect(starts.length).toBe(2);
       const pause = status.phases.find((p) => p.name === 'sandbox-image')!;
       expect(pause.facts).toMatchObject({
         image: PAUSE_LOCAL,
@@ -516,6 +551,7 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       expect(pause.warnings.filter((w) => w.includes('NO_PROXY'))).toEqual([]);
       expect((await ctrImages(c)).get(PAUSE_LOCAL)).toMatch(/io\.cri-containerd\.pinned=pinned/);
       log.push(
+        `stale containerd: restarted (${status.phases[0]!.facts.containerdRestartReason})`,
         `proxy: ${proxy.lines().join(' | ')}; IMDS requests ${tbp.imds!.requests.length} (direct); sandbox-image ${pause.durationMs} ms from ${pause.facts.source}`,
       );
     } finally {
