@@ -70,8 +70,8 @@ const COMMANDS: Record<string, Command> = {
   },
   install: {
     summary: 'install the systemd units into a root (e.g. an image being built) and enable them',
-    usage: 'install [--root DIR] [--bin PATH]',
-    options: { root: { type: 'string' }, bin: { type: 'string' } },
+    usage: 'install [--root DIR] [--bin PATH] [--mode standalone|nodeadm|observe]',
+    options: { root: { type: 'string' }, bin: { type: 'string' }, mode: { type: 'string' } },
     run: async (v) => (await import('./commands/install.js')).install(v),
   },
 };

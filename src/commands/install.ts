@@ -1,8 +1,13 @@
 /**
  * `install`: puts the shipped systemd units (the package's systemd/ folder) into a root, typically
- * a node image being built, and enables node-bootstrap.service and the guard timer by creating the
- * `.wants/` symlinks itself, as `systemctl enable` would: no systemctl, no running systemd, works in
- * a chroot. Idempotent: a second run changes nothing and says so. Only node:fs and node:path.
+ * a node image being built, and enables them by creating the `.wants/` symlinks itself, as
+ * `systemctl enable` would: no systemctl, no running systemd, works in a chroot. Idempotent: a
+ * second run changes nothing and says so. Only node:fs and node:path.
+ *
+ * Three ways in (--mode), each undoing what the others set up, so switching is one command:
+ *   standalone  node-bootstrap.service runs the boot (images without nodeadm);
+ *   nodeadm     node-bootstrap takes nodeadm-run.service's slot (systemd/opt-in/ drop-in);
+ *   observe     node-bootstrap-observe.service reports after nodeadm-run, and kubelet is not gated.
  */
 import {
   chmodSync,
@@ -23,12 +28,60 @@ import {
 import { dirname, join, resolve } from 'node:path';
 import { BootError, EXIT } from '../errors.js';
 
+/** Where systemd looks for units, relative to the root (the ones a nodeadm-run.service may be in). */
+const UNIT_HOMES = ['etc/systemd/system', 'usr/lib/systemd/system', 'lib/systemd/system'];
 /** Where unit files go, relative to the root. */
 export const UNIT_DIR = 'etc/systemd/system';
 /** The binary the shipped units name; `--bin` replaces it. */
 export const DEFAULT_BIN = '/usr/bin/node-bootstrap';
-/** Enabled at install: the boot run and the guard timer. prefetch is installed, not enabled. */
+/** Enabled by the default mode: the boot run and the guard timer. prefetch is installed, not enabled. */
 export const ENABLED_UNITS = ['node-bootstrap.service', 'node-bootstrap-guard.timer'] as const;
+
+export const MODES = ['standalone', 'nodeadm', 'observe'] as const;
+export type Mode = (typeof MODES)[number];
+
+/** The takeover drop-in: shipped under systemd/opt-in/ so that no package activates it by itself. */
+export const NODEADM_DROP_IN = 'nodeadm-run.service.d/10-node-bootstrap.conf';
+const OPT_IN = 'opt-in';
+const KUBELET_GATE = 'kubelet.service.d/10-node-bootstrap.conf';
+
+/** What each mode enables and disables, and whether kubelet is gated and nodeadm-run taken over. */
+export const MODE_UNITS: Record<
+  Mode,
+  { enable: string[]; disable: string[]; gate: boolean; nodeadm: boolean }
+> = {
+  standalone: {
+    enable: [...ENABLED_UNITS],
+    disable: ['node-bootstrap-observe.service'],
+    gate: true,
+    nodeadm: false,
+  },
+  nodeadm: {
+    enable: ['node-bootstrap-guard.timer'],
+    disable: ['node-bootstrap.service', 'node-bootstrap-observe.service'],
+    gate: true,
+    nodeadm: true,
+  },
+  observe: {
+    enable: ['node-bootstrap-observe.service'],
+    disable: ['node-bootstrap.service', 'node-bootstrap-guard.timer'],
+    gate: false,
+    nodeadm: false,
+  },
+};
+
+/**
+ * In observe mode kubelet must not be gated (nothing opens the gate): this file takes the gate's
+ * name, so it also overrides a gate drop-in a package put in /usr/lib/systemd/system (a drop-in in
+ * /etc wins over one of the same name in the vendor directory).
+ */
+export const NO_GATE = [
+  '# Installed by `node-bootstrap install --mode observe`: node-bootstrap only observes this node,',
+  "# so kubelet is NOT gated on /run/node-bootstrap/gates-passed. This file has the gate drop-in's name",
+  '# so that it also overrides a copy of the gate in /usr/lib/systemd/system/kubelet.service.d/.',
+  '# `node-bootstrap install --mode standalone` or `--mode nodeadm` puts the gate back.',
+  '',
+].join('\n');
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -44,10 +97,13 @@ export interface InstallLink {
   target: string;
 }
 export interface InstallPlan {
+  mode: Mode;
   files: InstallFile[];
   links: InstallLink[];
+  /** Relative to the root: what another mode installed and this one must not have (removed if present). */
+  remove: string[];
 }
-export type Action = 'wrote' | 'unchanged' | 'linked' | 'relinked';
+export type Action = 'wrote' | 'unchanged' | 'linked' | 'relinked' | 'removed';
 export interface Done {
   path: string;
   action: Action;
@@ -103,8 +159,13 @@ export function wantedBy(unit: string): string[] {
   return out;
 }
 
-/** What the package ships, as it should be in the root: every unit and every `<unit>.d/*.conf`. */
-export function planInstall(unitsDir: string, bin = DEFAULT_BIN): InstallPlan {
+/**
+ * What the package ships, as it should be in the root for `mode`: every unit and every
+ * `<unit>.d/*.conf`, the opt-in nodeadm-run drop-in in nodeadm mode, the links of the units the
+ * mode enables, and the links and drop-ins of the other modes to remove.
+ */
+export function planInstall(unitsDir: string, bin = DEFAULT_BIN, mode: Mode = 'standalone'): InstallPlan {
+  const m = MODE_UNITS[mode];
   const files: InstallFile[] = [];
   for (const entry of readdirSync(unitsDir, { withFileTypes: true }).sort((a, b) =>
     a.name.localeCompare(b.name),
@@ -115,21 +176,37 @@ export function planInstall(unitsDir: string, bin = DEFAULT_BIN): InstallPlan {
     } else if (entry.isDirectory() && entry.name.endsWith('.d')) {
       for (const conf of readdirSync(join(unitsDir, entry.name)).sort()) {
         if (!conf.endsWith('.conf')) continue;
-        const content = readFileSync(join(unitsDir, entry.name, conf), 'utf8');
-        files.push({ path: `${UNIT_DIR}/${entry.name}/${conf}`, content });
+        const rel = `${entry.name}/${conf}`;
+        const content =
+          rel === KUBELET_GATE && !m.gate
+            ? NO_GATE
+            : rewriteBin(readFileSync(join(unitsDir, entry.name, conf), 'utf8'), bin);
+        files.push({ path: `${UNIT_DIR}/${rel}`, content });
       }
     }
   }
-  const links: InstallLink[] = [];
-  for (const unit of ENABLED_UNITS) {
+  const remove: string[] = [];
+  if (m.nodeadm) {
+    const src = join(unitsDir, OPT_IN, NODEADM_DROP_IN);
+    if (!existsSync(src)) throw new BootError('INTERNAL', `${src} is missing from the package`);
+    const content = rewriteBin(readFileSync(src, 'utf8'), bin);
+    files.push({ path: `${UNIT_DIR}/${NODEADM_DROP_IN}`, content });
+  } else remove.push(`${UNIT_DIR}/${NODEADM_DROP_IN}`);
+
+  const targetsOf = (unit: string): string[] => {
     const file = files.find((f) => f.path === `${UNIT_DIR}/${unit}`);
     if (!file) throw new BootError('INTERNAL', `${unit} is missing from ${unitsDir}`);
     const targets = wantedBy(file.content);
     if (targets.length === 0) throw new BootError('INTERNAL', `${unit} has no [Install] WantedBy=`);
-    for (const t of targets)
+    return targets;
+  };
+  const links: InstallLink[] = [];
+  for (const unit of m.enable)
+    for (const t of targetsOf(unit))
       links.push({ path: `${UNIT_DIR}/${t}.wants/${unit}`, target: `/${UNIT_DIR}/${unit}` });
-  }
-  return { files, links };
+  for (const unit of m.disable)
+    for (const t of targetsOf(unit)) remove.push(`${UNIT_DIR}/${t}.wants/${unit}`);
+  return { mode, files, links, remove };
 }
 
 const lstatOrUndefined = (p: string): Stats | undefined => {
@@ -176,6 +253,14 @@ export function applyInstall(root: string, plan: InstallPlan): Done[] {
     }
   }
 
+  for (const p of plan.remove) {
+    if (lstatOrUndefined(join(root, p))?.isDirectory()) {
+      throw new BootError('CONFIG_INVALID', `/${p} is a directory in ${root}`, {
+        hint: 'remove it: node-bootstrap installs a file or a symlink there',
+      });
+    }
+  }
+
   const done: Done[] = [];
   for (const f of plan.files) {
     const dest = join(root, f.path);
@@ -212,6 +297,16 @@ export function applyInstall(root: string, plan: InstallPlan): Done[] {
       throw unwritable(dest, err);
     }
   }
+  for (const p of plan.remove) {
+    const dest = join(root, p);
+    try {
+      if (!lstatOrUndefined(dest)) continue;
+      rmSync(dest);
+      done.push({ path: p, action: 'removed' });
+    } catch (err) {
+      throw unwritable(dest, err);
+    }
+  }
   return done;
 }
 
@@ -231,6 +326,11 @@ function checkBin(bin: string): void {
 export async function install(v: Values): Promise<number> {
   const bin = (v.bin as string | undefined) ?? DEFAULT_BIN;
   checkBin(bin);
+  const mode = (v.mode as string | undefined) ?? 'standalone';
+  if (!(MODES as readonly string[]).includes(mode))
+    throw new BootError('USAGE', `--mode ${JSON.stringify(mode)}: expected one of ${MODES.join(', ')}`, {
+      hint: "standalone: node-bootstrap.service runs the boot; nodeadm: it takes nodeadm-run.service's slot; observe: it only reports, after nodeadm-run",
+    });
   const root = resolve((v.root as string | undefined) ?? '/');
   let st: Stats | undefined;
   try {
@@ -242,16 +342,21 @@ export async function install(v: Values): Promise<number> {
     });
   }
   const unitsDir = findUnitsDir();
-  const done = applyInstall(root, planInstall(unitsDir, bin));
+  const plan = planInstall(unitsDir, bin, mode as Mode);
+  const done = applyInstall(root, plan);
 
-  const out = [`node-bootstrap install: ${unitsDir} → ${root}`];
+  const out = [`node-bootstrap install --mode ${mode}: ${unitsDir} → ${root}`];
   for (const d of done) out.push(`  ${d.action.padEnd(9)}  /${d.path}${d.target ? ` → ${d.target}` : ''}`);
   const changed = done.filter((d) => d.action !== 'unchanged').length;
   if (changed === 0) out.push('nothing to do: everything was already installed and enabled');
   else {
-    out.push(`${changed} change(s); enabled: ${ENABLED_UNITS.join(', ')}`);
+    out.push(`${changed} change(s); enabled: ${MODE_UNITS[plan.mode].enable.join(', ')}`);
     if (root === '/') out.push('run `systemctl daemon-reload` to load them into the running systemd');
   }
+  if (plan.mode === 'nodeadm' && !UNIT_HOMES.some((d) => existsSync(join(root, d, 'nodeadm-run.service'))))
+    out.push(
+      `warning: ${root} has no nodeadm-run.service: the drop-in takes effect once nodeadm is installed`,
+    );
   if (!existsSync(join(root, bin)))
     out.push(`warning: ${join(root, bin)} does not exist (yet): ExecStart= names it`);
   process.stdout.write(`${out.join('\n')}\n`);

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import {
   chmodSync,
   cpSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -68,6 +69,7 @@ const SHIPPED = [
   'kubelet.service.d/10-node-bootstrap.conf',
   'node-bootstrap-guard.service',
   'node-bootstrap-guard.timer',
+  'node-bootstrap-observe.service',
   'node-bootstrap-prefetch.service',
   'node-bootstrap.service',
 ];
@@ -95,7 +97,9 @@ describe('node-bootstrap install', () => {
       expect(snap[link]).toBe(target);
       expect(r.stdout).toContain(`linked     /${link} ${target.replace('->', '→')}\n`);
     }
-    expect(r.stdout).toMatch(/7 change\(s\); enabled: node-bootstrap.service, node-bootstrap-guard.timer/);
+    expect(r.stdout).toMatch(/8 change\(s\); enabled: node-bootstrap.service, node-bootstrap-guard.timer/);
+    // The nodeadm-run takeover is opt-in: the default mode never installs it.
+    expect(existsSync(join(root, SYS, 'nodeadm-run.service.d'))).toBe(false);
     expect(r.stdout).toContain(`warning: ${root}/usr/bin/node-bootstrap does not exist (yet)`);
 
     // The real systemctl agrees: enabled as it would enable them, and enabling again changes nothing.
@@ -152,11 +156,12 @@ describe('node-bootstrap install', () => {
       `ExecStart=${bin} guard`,
       `ExecStart=${bin} prefetch`,
       `ExecStart=${bin} run`,
+      `ExecStart=${bin} run --observe`,
     ]);
     expect((await install('--root', root, '--bin', bin)).stdout).toMatch(/nothing to do/);
-    // Back to the default binary: the three services change again.
+    // Back to the default binary: the four services change again.
     const back = await install('--root', root);
-    expect(back.stdout.match(/^ {2}wrote /gm)).toHaveLength(3);
+    expect(back.stdout.match(/^ {2}wrote /gm)).toHaveLength(4);
   });
 
   it('finds systemd/ next to dist/ through a symlinked binary (the /usr/bin/node-bootstrap layout)', async () => {
@@ -218,11 +223,67 @@ describe('node-bootstrap install', () => {
     [['--bin', '/opt/my dir/nb'], 2, /USAGE: --bin .* must be an absolute path without spaces/],
     [['--frobnicate'], 2, /USAGE: install: Unknown option '--frobnicate'/],
     [['extra'], 2, /USAGE: install: Unexpected argument 'extra'/],
+    [['--mode', 'takeover'], 2, /USAGE: --mode "takeover": expected one of standalone, nodeadm, observe/],
   ])('%j → exit %i', async (args, code, re) => {
     const r = await install(...args);
     expect(r.code).toBe(code);
     expect(r.stderr).toMatch(re);
     expect(r.stdout).toBe('');
+  });
+
+  it("--mode nodeadm takes nodeadm-run.service's slot; observe only reports and ungates kubelet; switching undoes the other modes", async () => {
+    const root = tempRoot();
+    // The AMI's own units, in the vendor directory.
+    mkdirSync(join(root, 'usr/lib/systemd/system'), { recursive: true });
+    writeFileSync(
+      join(root, 'usr/lib/systemd/system/nodeadm-run.service'),
+      '[Unit]\nAfter=nodeadm-config.service cloud-final.service\nRequires=nodeadm-config.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/nodeadm init --skip config\n[Install]\nWantedBy=multi-user.target\n',
+    );
+    const enabled = async (...units: string[]) =>
+      (await run('systemctl', [`--root=${root}`, 'is-enabled', ...units])).stdout.split('\n').filter(Boolean);
+    const units = ['node-bootstrap.service', 'node-bootstrap-guard.timer', 'node-bootstrap-observe.service'];
+    const takeover = join(root, SYS, 'nodeadm-run.service.d/10-node-bootstrap.conf');
+    const gate = join(root, SYS, 'kubelet.service.d/10-node-bootstrap.conf');
+    const shippedGate = readFileSync(join(UNITS, 'kubelet.service.d/10-node-bootstrap.conf'), 'utf8');
+
+    expect((await install('--root', root)).code).toBe(0);
+    expect(await enabled(...units)).toEqual(['enabled', 'enabled', 'disabled']);
+
+    const nodeadm = await install('--root', root, '--mode', 'nodeadm');
+    expect(nodeadm.code, nodeadm.stderr).toBe(0);
+    expect(nodeadm.stdout).toContain(`wrote      /${SYS}/nodeadm-run.service.d/10-node-bootstrap.conf\n`);
+    expect(nodeadm.stdout).toContain(`removed    /${SYS}/multi-user.target.wants/node-bootstrap.service\n`);
+    expect(nodeadm.stdout).toMatch(/2 change\(s\); enabled: node-bootstrap-guard.timer/);
+    expect(nodeadm.stdout).not.toMatch(/warning: .* no nodeadm-run.service/);
+    expect(readFileSync(takeover, 'utf8')).toBe(
+      readFileSync(join(UNITS, 'opt-in/nodeadm-run.service.d/10-node-bootstrap.conf'), 'utf8'),
+    );
+    expect(readFileSync(takeover, 'utf8')).toMatch(/^ExecStart=\nExecStart=\/usr\/bin\/node-bootstrap run$/m);
+    expect(readFileSync(gate, 'utf8')).toBe(shippedGate);
+    expect(await enabled(...units)).toEqual(['disabled', 'enabled', 'disabled']);
+    expect((await install('--root', root, '--mode', 'nodeadm')).stdout).toMatch(/nothing to do/);
+
+    const observe = await install('--root', root, '--mode', 'observe');
+    expect(observe.code, observe.stderr).toBe(0);
+    expect(observe.stdout).toContain(`removed    /${SYS}/nodeadm-run.service.d/10-node-bootstrap.conf\n`);
+    expect(observe.stdout).toContain(`removed    /${SYS}/timers.target.wants/node-bootstrap-guard.timer\n`);
+    expect(observe.stdout).toContain(`wrote      /${SYS}/kubelet.service.d/10-node-bootstrap.conf\n`);
+    expect(existsSync(takeover)).toBe(false);
+    // The gate's name, no gate: it also overrides a copy of the gate in the vendor directory.
+    expect(readFileSync(gate, 'utf8')).not.toMatch(/^[^#]/m);
+    expect(await enabled(...units)).toEqual(['disabled', 'disabled', 'enabled']);
+
+    const back = await install('--root', root, '--mode', 'standalone');
+    expect(back.code).toBe(0);
+    expect(readFileSync(gate, 'utf8')).toBe(shippedGate);
+    expect(await enabled(...units)).toEqual(['enabled', 'enabled', 'disabled']);
+    expect(existsSync(takeover)).toBe(false);
+
+    // In a root without nodeadm, the takeover says it waits for nodeadm.
+    const bare = await install('--root', tempRoot(), '--mode', 'nodeadm');
+    expect(bare.stdout).toMatch(
+      /warning: .* has no nodeadm-run.service: the drop-in takes effect once nodeadm is installed/,
+    );
   });
 
   it('refuses a regular file where an enablement symlink goes (exit 78)', async () => {
