@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import {
   deviceWriteMBps,
   type IoSample,
+  MIN_WINDOW_MS,
   type Psi,
   type PsiReading,
   type PsiSource,
@@ -84,6 +85,8 @@ export interface IoSampler {
   read(): IoSignals;
   /** The block device's stat file being watched, if any (for the logs). */
   readonly device?: string;
+  /** How long until a read can use a window (the first sample is taken at creation). */
+  warmInMs(): number;
   stop(): void;
 }
 
@@ -119,10 +122,13 @@ export function createIoSampler(opts: {
     samples.push(s);
     samples = samples.filter((x) => s.atMs - x.atMs <= keepMs);
   };
+  const first = take();
+  push(first);
   const timer = setInterval(() => push(take()), opts.intervalMs ?? 250);
   timer.unref();
   return {
     device,
+    warmInMs: () => (opts.windowMs > 0 ? Math.max(0, first.atMs + MIN_WINDOW_MS - now()) : 0),
     read() {
       const cur = take();
       const earlier = samples;

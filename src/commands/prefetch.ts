@@ -272,6 +272,10 @@ export async function prefetch(v: Values, signal: AbortSignal): Promise<number> 
       }
     };
 
+    // The first decision needs a window, not avg10 (which may still show a burst long gone).
+    const warm = sampler.warmInMs();
+    if (warm > 0) await sleep(warm, undefined, { signal: run }).catch(() => undefined);
+
     const pulls: Promise<void>[] = [];
     while (!run.aborted && (queue.length > 0 || inFlight.size > 0)) {
       changed = false;

@@ -79,6 +79,9 @@ export interface IoSample {
 }
 
 /** Where the pressure figure came from: a short window over `total=`, or avg10 (fallback). */
+/** The shortest window worth computing (a younger sampler falls back to avg10). */
+export const MIN_WINDOW_MS = 200;
+
 export type PsiSource = 'window' | 'avg10';
 
 /**
@@ -105,7 +108,7 @@ export function windowPressure(
   samples: readonly IoSample[],
   cur: IoSample,
   windowMs: number,
-  minMs = 200,
+  minMs = MIN_WINDOW_MS,
 ): { psi: Psi; source: PsiSource } | undefined {
   if (!cur.psi) return undefined;
   const now = cur.psi.totalUs;
@@ -130,7 +133,7 @@ export function deviceWriteMBps(
   samples: readonly IoSample[],
   cur: IoSample,
   windowMs: number,
-  minMs = 200,
+  minMs = MIN_WINDOW_MS,
 ): number | undefined {
   if (cur.writtenSectors === undefined) return undefined;
   const base = baseline(

@@ -24,6 +24,7 @@ describe('io sampler (real /proc/pressure/io and /sys/dev/block)', () => {
   it('avg10 first, then the window; the volume write rate sees fsync-ed writes', async () => {
     const s = createIoSampler({ volume: dir, windowMs: 500, intervalMs: 100 });
     try {
+      expect(s.warmInMs()).toBeGreaterThan(0);
       const first = s.read();
       expect(first.psiSource).toBe('avg10');
       expect(first.deviceMBps).toBeUndefined();
@@ -33,6 +34,7 @@ describe('io sampler (real /proc/pressure/io and /sys/dev/block)', () => {
       fsyncSync(fd);
       closeSync(fd);
       await sleep(300);
+      expect(s.warmInMs()).toBe(0);
       const after = s.read();
       expect(after.psiSource).toBe('window');
       expect(after.psi!.some).toBeGreaterThanOrEqual(0);
