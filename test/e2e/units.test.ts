@@ -32,9 +32,18 @@ const tempDir = (): string => {
 };
 
 /** What `node-bootstrap install` puts into a root, as harness files (written before PID 1 starts). */
-async function installedUnits(): Promise<Record<string, FileSpec>> {
+async function installedUnits(mode = 'standalone'): Promise<Record<string, FileSpec>> {
   const root = tempDir();
-  await promisify(execFile)(process.execPath, [BUNDLE, 'install', '--root', root, '--bin', STANDIN]);
+  await promisify(execFile)(process.execPath, [
+    BUNDLE,
+    'install',
+    '--root',
+    root,
+    '--bin',
+    STANDIN,
+    '--mode',
+    mode,
+  ]);
   const files: Record<string, FileSpec> = {};
   const walk = (rel: string) => {
     for (const name of readdirSync(join(root, rel))) {
@@ -57,6 +66,10 @@ async function installedUnits(): Promise<Record<string, FileSpec>> {
 const STANDIN_SCRIPT = `#!/bin/sh
 case "$1" in
 run)
+  if [ "$2" = "--observe" ]; then
+    echo "standin: observed (marker $(test -e ${MARKER} && echo present || echo absent))"
+    exit 0
+  fi
   if [ -e /etc/nb-standin/fail ]; then echo "standin: a gate failed"; exit 75; fi
   sleep 0.3
   touch ${MARKER}
@@ -265,6 +278,128 @@ describe('gate closed at boot: kubelet enabled, node-bootstrap enabled but its g
       report.push(`systemd-analyze security ${unit}: ${score}`);
       expect(score).toBeLessThanOrEqual(2.0);
     }
+  });
+});
+
+/** nodeadm's two units as the AL2023 AMI ships them (ordering and type), with stand-in commands. */
+const NODEADM_CONFIG = `[Unit]
+Description=EKS Nodeadm Config (stand-in)
+Before=cloud-init.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'sleep 0.3; echo "nodeadm-config: rendered"'
+
+[Install]
+WantedBy=multi-user.target
+`;
+const NODEADM_RUN = `[Unit]
+Description=EKS Nodeadm Run (stand-in)
+After=nodeadm-config.service cloud-final.service
+Requires=nodeadm-config.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "nodeadm: init"; systemctl start kubelet.service'
+
+[Install]
+WantedBy=multi-user.target
+`;
+const NODEADM = ['nodeadm-config.service', 'nodeadm-run.service'];
+/** Realtime µs of the first entry of a unit (by _SYSTEMD_UNIT) whose MESSAGE matches. */
+const firstSaid = (j: JournalEntry[], unit: string, re: RegExp): number =>
+  usec(j.find((e) => e._SYSTEMD_UNIT === unit && re.test(String(e.MESSAGE))));
+
+describe("install --mode nodeadm: node-bootstrap in nodeadm-run.service's slot", () => {
+  let c: SystemdContainer;
+  beforeAll(async () => {
+    c = await bootSystemd({
+      name: 'units-nodeadm',
+      units: {
+        'kubelet.service': KUBELET,
+        'containerd.service': CONTAINERD_STANDIN,
+        'nodeadm-config.service': NODEADM_CONFIG,
+        'nodeadm-run.service': NODEADM_RUN,
+      },
+      files: { ...(await installedUnits('nodeadm')), [STANDIN]: STANDIN_SCRIPT },
+      enable: [...NODEADM, 'kubelet.service'],
+    });
+  });
+  afterAll(() => c?.stop());
+
+  it('nodeadm-run.service runs node-bootstrap (not nodeadm), after nodeadm-config; kubelet gated, then started by it', async () => {
+    expect(c.failedUnits).toEqual([]);
+    const run = await show(c, 'nodeadm-run.service', 'Result', 'ExecMainStatus', 'DropInPaths', 'ExecStart');
+    expect(run.Result).toBe('success');
+    expect(run.DropInPaths).toContain('/etc/systemd/system/nodeadm-run.service.d/10-node-bootstrap.conf');
+    expect(run.ExecStart).toContain(`path=${STANDIN} ; argv[]=${STANDIN} run ;`);
+    expect(run.ExecStart).not.toContain('nodeadm: init');
+    const j = await c.journal(['-b']);
+    // The unit keeps its name: `journalctl -u nodeadm-run` holds node-bootstrap's run.
+    expect(firstSaid(j, 'nodeadm-run.service', /^standin: gates passed$/)).toBeGreaterThan(0);
+    expect(j.filter((e) => e.MESSAGE === 'nodeadm: init')).toEqual([]);
+    // Ordering kept: nodeadm-config finished before the run started.
+    const configDone = usec(jobEntries(j, 'nodeadm-config.service', 'done')[0]);
+    expect(configDone).toBeLessThan(firstSaid(j, 'nodeadm-run.service', /^standin: /));
+    // kubelet, enabled, was refused at boot, then started by the run through the gate.
+    expect(jobEntries(j, 'kubelet.service', 'assert')).toHaveLength(1);
+    expect((await c.systemctl('is-active', 'kubelet.service')).stdout.trim()).toBe('active');
+    expect((await c.exec(['test', '-e', MARKER])).code).toBe(0);
+    expect(await show(c, 'node-bootstrap.service', 'ActiveState', 'UnitFileState')).toEqual({
+      ActiveState: 'inactive',
+      UnitFileState: 'disabled',
+    });
+    const verify = await c.exec([
+      'systemd-analyze',
+      'verify',
+      'nodeadm-run.service',
+      'node-bootstrap-observe.service',
+    ]);
+    expect(verify.stderr.split('\n').filter((l) => /node-bootstrap|nodeadm/.test(l))).toEqual([]);
+    expect(verify.code).toBe(0);
+    report.push(
+      `nodeadm slot: ExecStart ${String(run.ExecStart)
+        .match(/argv\[\]=([^;]*);/)?.[1]
+        ?.trim()}, after nodeadm-config, kubelet active`,
+    );
+  });
+});
+
+describe('install --mode observe: nodeadm boots the node, node-bootstrap reports after it', () => {
+  let c: SystemdContainer;
+  beforeAll(async () => {
+    c = await bootSystemd({
+      name: 'units-observe',
+      units: {
+        'kubelet.service': KUBELET,
+        'containerd.service': CONTAINERD_STANDIN,
+        'nodeadm-config.service': NODEADM_CONFIG,
+        'nodeadm-run.service': NODEADM_RUN,
+      },
+      files: { ...(await installedUnits('observe')), [STANDIN]: STANDIN_SCRIPT },
+      enable: [...NODEADM, 'kubelet.service'],
+    });
+  });
+  afterAll(() => c?.stop());
+
+  it('kubelet is not gated (nodeadm starts it, no marker); the observe unit runs `run --observe` after nodeadm-run', async () => {
+    expect(c.failedUnits).toEqual([]);
+    const j = await c.journal(['-b']);
+    expect(firstSaid(j, 'nodeadm-run.service', /^nodeadm: init$/)).toBeGreaterThan(0);
+    expect(jobEntries(j, 'kubelet.service', 'assert')).toHaveLength(0);
+    expect((await c.systemctl('is-active', 'kubelet.service')).stdout.trim()).toBe('active');
+    expect((await c.exec(['test', '-e', MARKER])).code).toBe(1);
+    const observed = firstSaid(j, 'node-bootstrap-observe.service', /^standin: observed \(marker absent\)$/);
+    expect(observed).toBeGreaterThan(0);
+    expect(usec(jobEntries(j, 'nodeadm-run.service', 'done')[0])).toBeLessThan(observed);
+    expect(await show(c, 'node-bootstrap-observe.service', 'ActiveState', 'SubState', 'Result')).toEqual({
+      ActiveState: 'active',
+      SubState: 'exited',
+      Result: 'success',
+    });
+    for (const u of ['node-bootstrap.service', 'node-bootstrap-guard.timer'])
+      expect((await show(c, u, 'UnitFileState')).UnitFileState).toBe('disabled');
+    report.push('observe: kubelet started by nodeadm without the gate; run --observe after nodeadm-run');
   });
 });
 
