@@ -9,9 +9,15 @@ import { PINNED_LABEL } from '../adapters/containerd.js';
 import type { CriClient, CriImage } from '../adapters/cri.js';
 import type { SandboxSource } from '../config.js';
 import type { ContainerdConfig } from '../core/containerd-config.js';
-import { normalizeRef } from '../core/image-ref.js';
-import { resolveSandboxImage } from '../core/sandbox-image.js';
-import { configuredSandbox, planSandboxImage, type Source } from '../core/sandbox-plan.js';
+import { normalizeRef, parseImageRef } from '../core/image-ref.js';
+import { parseEcrHost, resolveSandboxImage } from '../core/sandbox-image.js';
+import {
+  configuredSandbox,
+  defaultArchive,
+  planSandboxImage,
+  type SandboxPlan,
+  type Source,
+} from '../core/sandbox-plan.js';
 import { BootError, toBootError } from '../errors.js';
 import type { Phase, PhaseContext } from '../runner/phase.js';
 import { retrying } from '../runner/retry.js';
@@ -59,30 +65,42 @@ export function sandboxImage(
     timeoutMs,
     async run(ctx) {
       const { signal } = ctx;
-      const region = s.region ?? (await retrying(signal, () => deps.imdsRegion(signal), { minDelayMs: 200 }));
-      const resolved = resolveSandboxImage({ region, tag: s.tag, fips: s.fips, dualstack: s.dualstack });
-      if (!s.image && !resolved.known)
-        ctx.warn(
-          `${region} is not in node-bootstrap's region table: using ${resolved.image} (${resolved.partition} default account); set sandboxImage.image if that is wrong`,
-        );
       const rendered = deps.containerdConfig();
       for (const note of rendered.notes) ctx.warn(note);
       const configured = configuredSandbox(rendered.sandboxImage, runtime.configuredSandboxImage);
       if (configured.warning) ctx.warn(configured.warning);
-      const plan = planSandboxImage({
-        region,
-        wanted: s.image ?? resolved.image,
-        explicit: s.image !== undefined,
-        configured: configured.image,
-        fallbacks: s.fallbacks,
-        source: s.source,
-        exists: deps.archiveExists,
-        ...(s.archive ? { archive: s.archive } : {}),
-      });
-      if (plan.warning) ctx.warn(plan.warning);
-      const target = plan.target;
+
+      // The region (IMDS when config and AWS_REGION say nothing) is asked only when it matters: to
+      // find the regional image, or to check an ECR reference against the node's region. A node
+      // whose configured image is present, or served by its baked archive, needs neither.
+      let plan: SandboxPlan | undefined;
+      const fullPlan = async (): Promise<SandboxPlan> => {
+        if (plan) return plan;
+        const region =
+          s.region ?? (await retrying(signal, () => deps.imdsRegion(signal), { minDelayMs: 200 }));
+        const resolved = resolveSandboxImage({ region, tag: s.tag, fips: s.fips, dualstack: s.dualstack });
+        if (!s.image && !resolved.known)
+          ctx.warn(
+            `${region} is not in node-bootstrap's region table: using ${resolved.image} (${resolved.partition} default account); set sandboxImage.image if that is wrong`,
+          );
+        plan = planSandboxImage({
+          region,
+          wanted: s.image ?? resolved.image,
+          explicit: s.image !== undefined,
+          configured: configured.image,
+          fallbacks: s.fallbacks,
+          source: s.source,
+          exists: deps.archiveExists,
+          ...(s.archive ? { archive: s.archive } : {}),
+        });
+        if (plan.warning) ctx.warn(plan.warning);
+        ctx.record({ region });
+        return plan;
+      };
+      const known = configured.image ? normalizeRef(configured.image) : undefined;
+      const ecrRef = known !== undefined && parseEcrHost(parseImageRef(known)?.host ?? '') !== undefined;
+      const target = known && !ecrRef && s.source !== 'registry' ? known : (await fullPlan()).target;
       ctx.record({
-        region,
         image: target,
         sourceMode: s.source,
         ...(configured.from ? { configuredFrom: configured.from } : {}),
@@ -90,13 +108,44 @@ export function sandboxImage(
 
       let image = await deps.cri.imageStatus(target, signal);
       let source = 'present';
-      if (!image && observe)
+      if (!image && observe) {
+        const sources = (await fullPlan()).sources;
         throw new BootError(
           'SANDBOX_IMAGE_MISSING',
-          `${target} is not in containerd's ${s.namespace} namespace (observe: would try ${plan.sources.map(sourceName).join(', then ') || 'no source'})`,
+          `${target} is not in containerd's ${s.namespace} namespace (observe: would try ${sources.map(sourceName).join(', then ') || 'no source'})`,
         );
+      }
+      let triedArchive: string | undefined;
+      let archiveError: BootError | undefined;
+      if (!image && !plan) {
+        // The baked archive first, before any AWS call (auto, archive).
+        const archive = s.archive ?? defaultArchive(target);
+        if (s.source === 'archive' || deps.archiveExists(archive)) {
+          triedArchive = archive;
+          try {
+            await fromArchive(archive, target);
+            source = sourceName({ kind: 'archive', path: archive });
+            image = await visibleInCri(deps.cri, target, signal);
+          } catch (err) {
+            if (signal.aborted || s.source === 'archive') throw err;
+            archiveError = toBootError(err);
+            ctx.log.warn(
+              { image: target, code: archiveError.code },
+              `archive ${archive}: ${archiveError.message}`,
+            );
+          }
+        }
+      }
       if (!image) {
-        source = await retrying(signal, () => fromFirstSource(plan.sources, target), {
+        const sources = (await fullPlan()).sources.filter(
+          (x) => !(x.kind === 'archive' && x.path === triedArchive),
+        );
+        if (sources.length === 0)
+          throw new BootError(
+            'ARCHIVE_IMPORT_FAILED',
+            `no source can serve ${target}: the archive ${triedArchive} failed`,
+          );
+        source = await retrying(signal, () => fromFirstSource(sources, target), {
           minDelayMs: 1_000,
           maxDelayMs: 15_000,
           onRetry: (err, n) =>
@@ -107,6 +156,10 @@ export function sandboxImage(
           throw new BootError(
             'PULL_FAILED',
             `${target} is missing right after it was obtained from ${source}`,
+          );
+        if (archiveError)
+          ctx.warn(
+            `${target} came from ${source} after the baked archive ${triedArchive} failed: ${archiveError.code}: ${archiveError.message}`,
           );
       }
       ctx.log.info({ image: target, source, imageId: image.id }, `sandbox image ${target} from ${source}`);

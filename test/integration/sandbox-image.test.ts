@@ -398,7 +398,7 @@ describe.concurrent.each(VERSIONS)('sandbox image on containerd %s (bundle run/g
         const r = await h.run('run', { config });
         expect(r.code, explain(r)).toBe(75);
         expect(r.verdict).toMatch(
-          /^node-bootstrap: FAILED phase=sandbox-image code=PULL_NETWORK retryable=true hint="the registry could not be reached/,
+          /^node-bootstrap: FAILED phase=sandbox-image code=PULL_NETWORK retryable=true hint="check the route to 602401143452\.dkr\.ecr\.us-west-2\.amazonaws\.com .*ecr\.dkr interface endpoint/,
         );
         expect(failure(r).message).toMatch(/connection refused.*still failing at the deadline/);
         expect(sandbox(r).durationMs).toBeGreaterThanOrEqual(FAIL_DEADLINE_MS - 50);
@@ -609,6 +609,17 @@ describe.concurrent.each(VERSIONS)(
         expect((await h.cri.imageStatus(LOCAL, signal()))?.id).toBe(sandbox(r).facts.imageId);
       },
     );
+
+    step('IMDS down too, no region configured: the archive serves, the region is never needed', async () => {
+      await h.tb.registry!.stop();
+      h.tb.imds!.setFault({ mode: 'down' });
+      const r = await h.run('run', { config: auto() });
+      expect(r.code, explain(r)).toBe(0);
+      expect(sandbox(r).facts).toMatchObject({ image: LOCAL_TAGGED, source: `archive ${bakedArchive()}` });
+      expect(sandbox(r).facts.region).toBeUndefined();
+      expect(h.tb.ecr!.requests).toEqual([]);
+      await h.expectPinned(LOCAL_TAGGED);
+    });
 
     step('a second run: present, nothing imported', async () => {
       const first = await h.run('run', { config: auto() });
