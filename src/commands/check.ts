@@ -56,7 +56,14 @@ import { parseImageRef } from '../core/image-ref.js';
 import { discoverKubelet, type KubeletSettings, type Setting } from '../core/kubelet-settings.js';
 import { parseResolvConf, resolvConfProblems } from '../core/resolv-conf.js';
 import { parseEcrHost } from '../core/sandbox-image.js';
-import { lastSetting, listSetting, loadUnit, splitWords, UNIT_DIRS } from '../core/unit-files.js';
+import {
+  type LoadedUnit,
+  lastSetting,
+  listSetting,
+  loadUnit,
+  splitWords,
+  UNIT_DIRS,
+} from '../core/unit-files.js';
 import { readEnv } from '../env.js';
 import { BootError, EXIT, toBootError } from '../errors.js';
 import { REPAIR_ENV_FILE } from '../phases/resolv-conf.js';
@@ -212,9 +219,30 @@ async function imdsFacts(
   }
 }
 
+/** True when the unit's command is `node-bootstrap run` (not --observe), whatever the binary's path. */
+function runsBoot(u: LoadedUnit): boolean {
+  const exec = lastSetting(u, 'Service', 'ExecStart')?.value;
+  const words = exec ? splitWords(exec) : [];
+  return (
+    words.some((w) => /(^|\/)node-bootstrap(\.mjs)?$/.test(w.replace(/^[@\-:+!]+/, ''))) &&
+    words.includes('run') &&
+    !words.includes('--observe')
+  );
+}
+
+/**
+ * The unit that runs the boot: nodeadm-run.service when `install --mode nodeadm` put node-bootstrap
+ * in its slot (its drop-in replaced ExecStart=), else node-bootstrap.service.
+ */
+function bootUnit(files: NodeFiles): LoadedUnit {
+  const nodeadm = loadUnit(files, 'nodeadm-run.service');
+  if (nodeadm.file && !nodeadm.masked && runsBoot(nodeadm)) return nodeadm;
+  return loadUnit(files, 'node-bootstrap.service');
+}
+
 function unitsFacts(files: NodeFiles, root: string, cfg: Config | undefined) {
   const systemd = UNIT_DIRS.some((d) => files.list(d) !== undefined);
-  const nodeBootstrap = loadUnit(files, 'node-bootstrap.service');
+  const nodeBootstrap = bootUnit(files);
   const kubelet = loadUnit(files, cfg?.kubelet.unit ?? 'kubelet.service');
   const targets = listSetting(nodeBootstrap, 'Install', 'WantedBy').flatMap((d) =>
     d.value.split(/\s+/).filter(Boolean),

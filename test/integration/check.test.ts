@@ -12,6 +12,7 @@ import {
   readFileSync,
   rmSync,
   statfsSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -428,6 +429,33 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
     mkdirSync(bare, { recursive: true });
     const b = await check(['--config', cfg, '--root', bare], tb.env);
     expect(b.get('units').status).toBe('skip');
+  });
+
+  it("units: in nodeadm-run.service's slot (install --mode nodeadm) the AMI's enabled nodeadm-run is the boot unit", async () => {
+    const nodeadmRun =
+      '[Unit]\nAfter=nodeadm-config.service cloud-final.service\nRequires=nodeadm-config.service\n[Service]\nType=oneshot\nExecStart=/usr/bin/nodeadm init --skip config\n[Install]\nWantedBy=multi-user.target\n';
+    const root = await makeRoot({ files: { '/usr/lib/systemd/system/nodeadm-run.service': nodeadmRun } });
+    mkdirSync(join(root, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
+    symlinkSync(
+      '/usr/lib/systemd/system/nodeadm-run.service',
+      join(root, 'etc/systemd/system/multi-user.target.wants/nodeadm-run.service'),
+    );
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    expect((await node(['install', '--root', root, '--mode', 'nodeadm'], env)).code).toBe(0);
+    const r = await check(['--config', cfg, '--root', root], tb.env);
+    expect(r.get('units')).toMatchObject({
+      status: 'pass',
+      message: expect.stringMatching(
+        /^nodeadm-run\.service installed and enabled \(multi-user\.target\); kubelet\.service gated by /,
+      ),
+    });
+    // nodeadm's own command in the slot: node-bootstrap.service is the boot unit again, and it is disabled.
+    rmSync(join(root, 'etc/systemd/system/nodeadm-run.service.d'), { recursive: true });
+    const back = await check(['--config', cfg, '--root', root], tb.env);
+    expect(back.get('units')).toMatchObject({
+      status: 'fail',
+      message: expect.stringMatching(/^node-bootstrap\.service is not enabled/),
+    });
   });
 
   it('containerd down: its checks skip, sandbox-image falls back to containerd’s config.toml', async () => {
