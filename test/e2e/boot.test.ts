@@ -6,7 +6,7 @@
  * boot, containerd slow and failing its first start, containerd broken, kubelet started by hand
  * before node-bootstrap, SIGTERM in the middle of a pull, and 20 boots with everything enabled.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCriClient } from '../../src/adapters/cri.js';
@@ -231,6 +231,68 @@ describe('node-bootstrap.service in a booted systemd', () => {
       expect(missing.code).toBe(2);
       expect(missing.stderr).toMatch(/no timeline at \/run\/node-bootstrap\/status\.json/);
     });
+  });
+
+  it.concurrent('nodeadm slot: the real product in nodeadm-run.service after nodeadm-config; journal by that name, console, copy', async () => {
+    const o = await workerNode({ name: 'nodeadm-slot', tb });
+    const files = o.files as Record<string, string>;
+    const slot = '/etc/systemd/system/nodeadm-run.service.d';
+    const c = await bootSystemd({
+      ...o,
+      bootTimeoutMs: 30_000,
+      units: {
+        ...o.units,
+        // nodeadm's two units as the AL2023 AMI has them; nodeadm's own command must never run.
+        'nodeadm-config.service':
+          "[Unit]\nBefore=cloud-init.service\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'sleep 0.2; echo rendered'\n[Install]\nWantedBy=multi-user.target\n",
+        'nodeadm-run.service':
+          '[Unit]\nDescription=EKS Nodeadm Run\nAfter=nodeadm-config.service cloud-final.service\nRequires=nodeadm-config.service\n[Service]\nType=oneshot\nExecStart=/bin/false nodeadm init --skip config\n[Install]\nWantedBy=multi-user.target\n',
+      },
+      files: {
+        ...files,
+        [`${slot}/10-node-bootstrap.conf`]: readFileSync(
+          `${REPO}/systemd/opt-in/nodeadm-run.service.d/10-node-bootstrap.conf`,
+          'utf8',
+        ),
+        // The same test override as node-bootstrap.service's: the bundle from the repository, the testbed's AWS.
+        [`${slot}/50-e2e.conf`]: files['/etc/systemd/system/node-bootstrap.service.d/50-e2e.conf']!,
+      },
+      enable: ['containerd.service', 'kubelet.service', 'nodeadm-config.service', 'nodeadm-run.service'],
+    });
+    try {
+      expect(c.failedUnits, await diagnose(c)).toEqual([]);
+      const run = await c.systemctl(
+        'show',
+        'nodeadm-run.service',
+        '--property=Result',
+        '--property=ExecMainStatus',
+      );
+      expect(run.stdout.trim().split('\n').sort()).toEqual(['ExecMainStatus=0', 'Result=success']);
+      expect((await show(c, 'kubelet.service')).SubState).toBe('running');
+      expect((await show(c, NB)).ActiveState).toBe('inactive');
+      // The journal by the unit's name holds node-bootstrap's entries with their fields.
+      const cri = await c.journal(['-u', 'nodeadm-run.service', 'NODE_BOOTSTRAP_PHASE=cri']);
+      expect(cri.map((e) => e.NODE_BOOTSTRAP_RESULT)).toEqual(['started', 'ok']);
+      for (const e of cri) expect(unitOf(e)).toBe('nodeadm-run.service');
+      // After nodeadm-config ended.
+      const j = await c.journal(['-b']);
+      const configDone = j.find(
+        (e) => e._PID === '1' && e.UNIT === 'nodeadm-config.service' && e.JOB_RESULT === 'done',
+      );
+      expect(Number(configDone?.__MONOTONIC_TIMESTAMP)).toBeLessThan(Number(cri[0]?.__MONOTONIC_TIMESTAMP));
+      const status = await statusJson(c);
+      expectAllOk(status);
+      const n = status.phases.length;
+      await eventually('the verdict on the console', () =>
+        new RegExp(`\\] node-bootstrap\\[\\d+\\]: node-bootstrap: OK ${n}/${n} phases in `).test(c.console()),
+      );
+      expect(JSON.parse(await readInside(c, '/var/log/node-bootstrap/status.json'))).toEqual(status);
+      const rep = JSON.parse((await nodeBootstrap(c, 'report', '--source', 'journal', '--json')).stdout);
+      expect(rep).toMatchObject({ source: 'journal', command: 'run', result: 'ok', exitCode: 0 });
+      log.push(`nodeadm slot: ${n}/${n} phases ok in nodeadm-run.service, kubelet running`);
+    } finally {
+      await c.stop();
+    }
   });
 
   it.concurrent('containerd slow and failing its first start: the run waits (STATUS says so), then succeeds', async () => {
