@@ -119,6 +119,31 @@ describe('run --observe on containerd 1.7', () => {
   );
 
   step(
+    "timeouts.run cuts a phase's longer deadline: containerd down, the run ends at 1.5 s, not 10 s",
+    async () => {
+      await tb.containerd!.stop();
+      try {
+        const config = scenarioConfig(tb, { timeouts: { 'containerd-socket': '10s', run: '1500ms' } });
+        const r = await run({ config, observe: false });
+        expect(r.code, explain(r)).toBe(75);
+        const socket = r.phase('containerd-socket');
+        expect(socket.error?.code).toBe('CONTAINERD_SOCKET_TIMEOUT');
+        expect(socket.durationMs).toBeGreaterThanOrEqual(1_400);
+        expect(socket.durationMs).toBeLessThan(5_000);
+        // Nothing after the failed phase starts (the skipped ones are not reached either).
+        expect(r.timeline?.phases.filter((p) => p.result === 'not-run').map((p) => p.name)).toEqual([
+          'cri',
+          'sandbox-image',
+          'resolv-conf',
+          'kubelet',
+        ]);
+      } finally {
+        await tb.containerd!.start();
+      }
+    },
+  );
+
+  step(
     'containerd down: every phase still reports (keepGoing); the first failure is the verdict',
     async () => {
       await tb.containerd!.stop();
