@@ -23,6 +23,11 @@
  *     restarted), behind a CONNECT proxy that logs every tunnel (test/testbed/proxy.ts), HTTPS_PROXY
  *     only in the NodeConfig of the MIME user data IMDS serves, no baked archive: the ECR API call (by
  *     its real name) goes through the proxy; IMDS and containerd's pull do not;
+ *   - `install --mode nodeadm` in the image build: nodeadm-run.service (the AMI's, in the vendor
+ *     directory, after nodeadm-config and cloud-final) runs node-bootstrap instead of nodeadm; the
+ *     verdict is in `journalctl -u nodeadm-run`, a unit ordered after nodeadm-run still follows it;
+ *   - `install --mode observe`: a shell nodeadm boots the node (imports and pins the archive, starts
+ *     kubelet ungated); node-bootstrap-observe.service reports every phase after it, changing nothing;
  *   - containerd 2.x's config schema (version 3), which containerd 1.7 refuses to run: the reader
  *     only, through `node-bootstrap check --root` on an image root the RPM was installed into.
  */
@@ -180,6 +185,59 @@ WantedBy=multi-user.target
 `,
 };
 
+/** cloud-init's last stage, which nodeadm-run.service is ordered after. */
+const CLOUD_FINAL = `[Unit]
+Description=cloud-final stand-in (e2e)
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'sleep 0.3; echo "cloud-final (e2e): user scripts done"'
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** nodeadm-run.service as the AMI ships it in the vendor directory (its ordering), with a stand-in command. */
+const NODEADM_RUN = `[Unit]
+Description=EKS Nodeadm Run (e2e stand-in)
+After=nodeadm-config.service cloud-final.service
+Requires=nodeadm-config.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/libexec/e2e/nodeadm-init
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** A unit of the image ordered after nodeadm-run.service (what must keep working when node-bootstrap takes the slot). */
+const AFTER_NODEADM = `[Unit]
+Description=e2e: a unit ordered after nodeadm-run.service
+After=nodeadm-run.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+
+[Install]
+WantedBy=multi-user.target
+`;
+
+/** nodeadm init, as far as the sandbox image goes: containerd, the baked archive imported and pinned, kubelet. */
+const NODEADM_INIT = `#!/bin/sh
+set -eu
+echo "nodeadm init (e2e stand-in): containerd, sandbox image, kubelet"
+touch /run/e2e-nodeadm-init-ran
+systemctl restart containerd.service
+name=$(ctr -n k8s.io images import /etc/eks/pause.tar | sed -n 's/^unpacking \\([^ ]*\\) .*/\\1/p' | head -n 1)
+[ "$name" = "${PAUSE_LOCAL}" ] || ctr -n k8s.io images tag "$name" "${PAUSE_LOCAL}"
+ctr -n k8s.io images label "${PAUSE_LOCAL}" io.cri-containerd.pinned=pinned
+systemctl start kubelet.service
+`;
+
 let tb: Testbed;
 /** The proxy case's own testbed (its IMDS serves the proxy's NodeConfig), proxy and ECR API TLS front. */
 let tbp: Testbed;
@@ -243,6 +301,12 @@ interface NodeOptions {
    * nodeadm-config renders the new one after it: the daemon runs on a stale config.
    */
   staleContainerd?: boolean;
+  /** `node-bootstrap install --mode …` in the image build, after the RPM (default: none). */
+  mode?: 'standalone' | 'nodeadm' | 'observe';
+  /** The unit that runs node-bootstrap, for the testbed environment drop-in (default node-bootstrap.service). */
+  runUnit?: string;
+  /** Enable containerd.service at image build (default true; on nodeadm images nodeadm starts it). */
+  enableContainerd?: boolean;
 }
 
 /** A testbed's AWS endpoints (ECR API and IMDS emulators). */
@@ -304,7 +368,7 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
       ].join('\n'),
       // The testbed's AWS endpoints (ECR API and IMDS emulators): test plumbing, not product config.
       // The ECR API by its real name (the proxy case) needs the test CA, hence NODE_EXTRA_CA_CERTS.
-      [`/etc/systemd/system/${NB}.d/50-e2e-aws.conf`]: `[Service]\n${envLines}\n`,
+      [`/etc/systemd/system/${o.runUnit ?? NB}.d/50-e2e-aws.conf`]: `[Service]\n${envLines}\n`,
       // No sandboxImage settings: source auto, and /etc/eks/pause.tar is the archive for
       // localhost/kubernetes/pause, both by default.
       '/etc/node-bootstrap/config.d/50-e2e.yaml': [
@@ -324,8 +388,13 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
     prepare: [
       `rpm --root "$R" --dbpath /var/lib/rpm --nodeps -i ${pkgs.rpm}`,
       `install -d -m 0755 "$R${TEXTFILE_DIR}"`,
+      ...(o.mode ? [`"$R/usr/bin/node-bootstrap" install --mode ${o.mode} --root "$R"`] : []),
     ].join('\n'),
-    enable: ['nodeadm-config.service', 'containerd.service', ...o.enable],
+    enable: [
+      'nodeadm-config.service',
+      ...(o.enableContainerd === false ? [] : ['containerd.service']),
+      ...o.enable,
+    ],
     bootTimeoutMs: 90_000,
   });
 }
@@ -612,5 +681,120 @@ config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"
     log.push(
       `containerd schema 3 (reader only): check says "${sandbox.status}: ${sandbox.message.slice(0, 120)}…"`,
     );
+  });
+
+  it.concurrent("install --mode nodeadm from the RPM: nodeadm-run.service runs node-bootstrap in nodeadm's slot, after nodeadm-config and cloud-final; its name, journal and followers keep working", async () => {
+    const RUN = 'nodeadm-run.service';
+    const c = await al2023Node({
+      tb,
+      name: 'al2023-nodeadm',
+      mode: 'nodeadm',
+      runUnit: RUN,
+      enableContainerd: false,
+      enable: ['cloud-final.service', RUN, 'e2e-after-nodeadm.service', 'kubelet.service'],
+      units: {
+        'cloud-final.service': CLOUD_FINAL,
+        '/usr/lib/systemd/system/nodeadm-run.service': NODEADM_RUN,
+        'e2e-after-nodeadm.service': AFTER_NODEADM,
+      },
+      files: { '/usr/local/libexec/e2e/nodeadm-init': NODEADM_INIT },
+    });
+    try {
+      const units = ['nodeadm-config.service', 'cloud-final.service', RUN, 'kubelet.service'];
+      const why = await diagnose(c, units);
+      expect(c.failedUnits, why).toEqual([]);
+      const prop = async (unit: string, p: string) =>
+        (await c.exec(['systemctl', 'show', unit, '-P', p], { check: true })).stdout.trim();
+      // The slot: nodeadm's command is replaced (its stand-in never ran), the drop-in from install.
+      expect(await prop(RUN, 'DropInPaths')).toContain(
+        '/etc/systemd/system/nodeadm-run.service.d/10-node-bootstrap.conf',
+      );
+      expect(await prop(RUN, 'ExecStart')).toMatch(/argv\[\]=\/usr\/bin\/node-bootstrap run ;/);
+      expect(await prop(RUN, 'ExecStart')).not.toContain('nodeadm-init');
+      expect((await c.exec(['test', '-e', '/run/e2e-nodeadm-init-ran'])).code).toBe(1);
+      // node-bootstrap.service is installed but not enabled: the boot ran once, in nodeadm-run's slot.
+      expect(await prop(NB, 'UnitFileState')).toBe('disabled');
+      expect((await show(c, NB)).ExecMainStartTimestampMonotonic).toBe(0);
+
+      const [cfg, cloud, run, kubelet, after] = await Promise.all(
+        [...units.slice(0, 2), RUN, 'kubelet.service', 'e2e-after-nodeadm.service'].map((u) => show(c, u)),
+      );
+      expect([run!.Result, run!.ExecMainStatus], why).toEqual(['success', 0]);
+      // Ordering kept: after nodeadm-config and cloud-final; the follower after the run ended.
+      expect(run!.ExecMainStartTimestampMonotonic).toBeGreaterThan(cfg!.ActiveEnterTimestampMonotonic);
+      expect(run!.ExecMainStartTimestampMonotonic).toBeGreaterThan(cloud!.ActiveEnterTimestampMonotonic);
+      expect(after!.ActiveEnterTimestampMonotonic).toBeGreaterThan(run!.ExecMainExitTimestampMonotonic);
+      expect(kubelet!.ActiveState, why).toBe('active');
+      expect(kubelet!.ExecMainStartTimestampMonotonic).toBeGreaterThan(run!.ExecMainStartTimestampMonotonic);
+
+      // Collectors that read by unit name find node-bootstrap's phase lines and verdict there.
+      const said = (await c.journal(['-u', RUN])).map((e) => String(e.MESSAGE));
+      expect(said).toContainEqual(expect.stringMatching(/^node-bootstrap: OK \d\/\d phases in /));
+      const status = await statusJson(c);
+      expect(status.result).toBe('ok');
+      expect(status.phases.find((p) => p.name === 'sandbox-image')!.facts).toMatchObject({
+        image: PAUSE_LOCAL,
+        source: `archive ${PAUSE_TAR}`,
+      });
+      expect((await ctrImages(c)).get(PAUSE_LOCAL)).toMatch(/io\.cri-containerd\.pinned=pinned/);
+      log.push(
+        `nodeadm slot: ${RUN} ${run!.Result}, ${status.phases.length} phases ok, verdict in journalctl -u ${RUN}`,
+      );
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it.concurrent('install --mode observe from the RPM: nodeadm boots the node; run --observe after it reports every phase and changes nothing', async () => {
+    const OBSERVE = 'node-bootstrap-observe.service';
+    const c = await al2023Node({
+      tb,
+      name: 'al2023-observe',
+      mode: 'observe',
+      runUnit: OBSERVE,
+      enableContainerd: false,
+      enable: ['cloud-final.service', 'nodeadm-run.service'],
+      units: {
+        'cloud-final.service': CLOUD_FINAL,
+        '/usr/lib/systemd/system/nodeadm-run.service': NODEADM_RUN,
+      },
+      files: { '/usr/local/libexec/e2e/nodeadm-init': NODEADM_INIT },
+    });
+    try {
+      const units = ['nodeadm-run.service', 'kubelet.service', OBSERVE, 'containerd.service'];
+      const why = await diagnose(c, units);
+      expect(c.failedUnits, why).toEqual([]);
+      const [run, kubelet, observe, ctrd] = await Promise.all(units.map((u) => show(c, u)));
+      // nodeadm did the boot (its stand-in ran) and started kubelet without any gate.
+      expect(run!.Result, why).toBe('success');
+      expect((await c.exec(['test', '-e', '/run/e2e-nodeadm-init-ran'])).code).toBe(0);
+      expect(kubelet!.ActiveState, why).toBe('active');
+      // Then the observer, after nodeadm-run ended: every phase reported, the verdict OK.
+      expect([observe!.ActiveState, observe!.Result], why).toEqual(['active', 'success']);
+      expect(observe!.ExecMainStartTimestampMonotonic).toBeGreaterThan(run!.ExecMainExitTimestampMonotonic);
+      const status = await statusJson(c);
+      expect(status.result, why).toBe('ok');
+      expect(status.phases.map((p) => [p.name, p.result])).toEqual(
+        ['containerd-unit', 'containerd-socket', 'cri', 'sandbox-image', 'resolv-conf', 'kubelet'].map(
+          (n) => [n, 'ok'],
+        ),
+      );
+      const said = (await c.journal(['-u', OBSERVE])).map((e) => String(e.MESSAGE));
+      expect(said).toContainEqual(expect.stringMatching(/^node-bootstrap: OK /));
+      // Changed nothing: no gate marker, containerd and kubelet started once each (by nodeadm), no AWS call.
+      expect((await c.exec(['test', '-e', `${STATE_DIR}/gates-passed`])).code).toBe(1);
+      const starts = async (unit: string) =>
+        (await c.journal(['_PID=1', `UNIT=${unit}`])).filter((e) => /^Started /.test(String(e.MESSAGE)))
+          .length;
+      expect(await starts('kubelet.service')).toBe(1);
+      expect((await show(c, NB)).ExecMainStartTimestampMonotonic).toBe(0);
+      expect(ctrd!.ExecMainStartTimestampMonotonic).toBeLessThan(observe!.ExecMainStartTimestampMonotonic);
+      expect(tb.ecr!.requests).toEqual([]);
+      log.push(
+        `observe: after nodeadm-run, ${status.phases.length} phases reported ok, nothing started or pinned by node-bootstrap`,
+      );
+    } finally {
+      await c.stop();
+    }
   });
 });
