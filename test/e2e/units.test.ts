@@ -268,11 +268,12 @@ describe('gate closed at boot: kubelet enabled, node-bootstrap enabled but its g
     expect((await show(c, 'deadlock-bootstrap.service', 'Result')).Result).toBe('timeout');
   });
 
-  it('(e) systemd-analyze security: node-bootstrap, guard and prefetch expose <= 2.0', async () => {
+  it('(e) systemd-analyze security: node-bootstrap, guard, prefetch and observe expose <= 2.0', async () => {
     for (const unit of [
       'node-bootstrap.service',
       'node-bootstrap-guard.service',
       'node-bootstrap-prefetch.service',
+      'node-bootstrap-observe.service',
     ]) {
       const score = await exposure(c, unit);
       report.push(`systemd-analyze security ${unit}: ${score}`);
@@ -357,6 +358,10 @@ describe("install --mode nodeadm: node-bootstrap in nodeadm-run.service's slot",
     ]);
     expect(verify.stderr.split('\n').filter((l) => /node-bootstrap|nodeadm/.test(l))).toEqual([]);
     expect(verify.code).toBe(0);
+    // The drop-in carries node-bootstrap.service's sandbox into the slot.
+    const score = await exposure(c, 'nodeadm-run.service');
+    report.push(`systemd-analyze security nodeadm-run.service (with the drop-in): ${score}`);
+    expect(score).toBeLessThanOrEqual(2.0);
     report.push(
       `nodeadm slot: ExecStart ${String(run.ExecStart)
         .match(/argv\[\]=([^;]*);/)?.[1]
