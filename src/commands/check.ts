@@ -68,6 +68,7 @@ import { readEnv } from '../env.js';
 import { BootError, EXIT, toBootError } from '../errors.js';
 import { REPAIR_ENV_FILE } from '../phases/resolv-conf.js';
 import { VERSION } from '../version.js';
+import { withRenderedSocket } from './adapters.js';
 import { containerdProxy, type NetworkFacts, readNetwork } from './network.js';
 
 type Values = Record<string, string | boolean | undefined>;
@@ -356,7 +357,9 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
   // Independent peers first, concurrently: containerd and IMDS.
   const [containerd, imds] = await Promise.all([
     cfg
-      ? probeContainerd(cfg.containerd.socket, deadline)
+      ? // containerd on this machine: its socket as `run` finds it (the rendered [grpc] address when
+        // containerd.socket is unset; under --root the image's config says nothing about this machine).
+        probeContainerd((root === '/' ? withRenderedSocket(cfg) : cfg).containerd.socket, deadline)
       : Promise.resolve<Containerd>({ up: false, why: 'config invalid' }),
     imdsFacts(cfg, deadline),
   ]);
