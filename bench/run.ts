@@ -1,6 +1,7 @@
 /** `npm run bench`: every benchmark in one run, each reported against a baseline measured in the same run. */
 import { bootPathBench } from './boot-path.js';
 import { detectionBench } from './detection.js';
+import { outputsBench } from './outputs.js';
 import { prefetchBench } from './prefetch.js';
 import { startupBench } from './startup.js';
 
@@ -9,6 +10,7 @@ const sections: [string, () => string | Promise<string>][] = [
   ['prefetch', () => prefetchBench()],
   ['detection', () => detectionBench()],
   ['boot-path', () => bootPathBench()],
+  ['outputs', () => outputsBench()],
 ];
 
 const only = process.argv.slice(2);

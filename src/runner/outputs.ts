@@ -1,8 +1,8 @@
 /**
  * Where the timeline goes besides <state-dir> (a tmpfs, gone at reboot): a copy in the log
  * directory for the EKS log collector and people reading /var/log, and node_exporter textfile
- * metrics. Both are refreshed on every save of the timeline, so a run killed mid-way still leaves
- * how far it got. Neither can fail the run: a missing directory means nobody reads there (nothing
+ * metrics. Both are refreshed when the run starts, after every phase and at the end, so a run
+ * killed mid-way still leaves how far it got. Neither can fail the run: a missing directory means nobody reads there (nothing
  * is written); a write error is logged once and that output is dropped for the rest of the run.
  */
 import { readFileSync } from 'node:fs';
@@ -86,7 +86,13 @@ export function timelineOutputs(
   const metrics = output('textfile metrics', s.textfileDir, o.log, (dir) =>
     publishFile(dir, metricsFile(current!.command), renderMetrics(runFamilies(current!, now()))),
   );
+  // A phase starting changes nothing a reader of these files acts on: write when a phase ended or
+  // the run's result changed (about 8 writes of each file per boot instead of 14).
+  let last = '';
   return (status) => {
+    const key = `${status.result}:${status.phases.map((p) => p.result).join(',')}`;
+    if (key === last) return;
+    last = key;
     current = status;
     copy();
     metrics();
