@@ -11,10 +11,10 @@ if [ ! -f "$bundle" ]; then
   here=$(dirname "$(readlink -f "$0")")
   bundle=$here/../lib/node-bootstrap/node-bootstrap.mjs
 fi
-for node in /usr/bin/node-22 /usr/bin/node-20 /usr/bin/node /usr/local/bin/node; do
+for node in /usr/bin/node-22 /usr/bin/node-20 /usr/bin/node-24 /usr/bin/node /usr/local/bin/node; do
   if [ -x "$node" ]; then
     exec "$node" "$bundle" "$@"
   fi
 done
-echo "node-bootstrap: no Node.js runtime found (tried /usr/bin/node-22, /usr/bin/node-20, /usr/bin/node, /usr/local/bin/node); install Node.js 20 or newer (AL2023: dnf install nodejs22; Ubuntu/Debian: nodejs >= 20)" >&2
+echo "node-bootstrap: no Node.js runtime found (tried /usr/bin/node-22, /usr/bin/node-20, /usr/bin/node-24, /usr/bin/node, /usr/local/bin/node); install Node.js 20 or newer (AL2023: dnf install nodejs22; Ubuntu/Debian: nodejs >= 20)" >&2
 exit 69

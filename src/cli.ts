@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** Entry point of the bundle: wires signals and the exit code around main(). */
+import './node-version.js';
 import { main, reportError } from './main.js';
 
 const controller = new AbortController();
