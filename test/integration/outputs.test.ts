@@ -108,7 +108,10 @@ describe('where operators look (containerd 1.7, bundle run and prefetch)', () =>
     await pushDataImage(tb.registry!, 'data/small', '1', { layers: 1, layerMB: 2 });
     exporter = await startNodeExporter(textDir);
   }, 180_000);
+  /** The files of the last steps, printed at the end (the closing note of the issue asks for one). */
+  const report: string[] = [];
   afterAll(async () => {
+    if (report.length) console.log(`outputs:\n${report.join('\n')}`);
     exporter?.stop();
     await tb?.stop();
   });
@@ -274,6 +277,8 @@ describe('where operators look (containerd 1.7, bundle run and prefetch)', () =>
       expect(value(served, 'node_textfile_scrape_error')).toBe(0);
       expect(value(served, 'node_bootstrap_prefetch_pulled_bytes')).toBe(pulled.bytes);
       expect(value(served, 'node_bootstrap_run_exit_code')).toBe(75);
+      for (const f of readdirSync(textDir).sort())
+        report.push(`--- ${f}\n${readFileSync(join(textDir, f), 'utf8').trimEnd()}`);
     },
   );
 
