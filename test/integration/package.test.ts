@@ -170,6 +170,17 @@ describe('npm run package', () => {
     );
   });
 
+  it('packing the same bundle again gives byte-identical packages', async () => {
+    const again = await buildPackages('it-again');
+    try {
+      const sums = (dir: string) => readFileSync(join(dir, 'SHA256SUMS'), 'utf8');
+      expect(sums(again.dir)).toBe(sums(pkgs.dir));
+      expect(sums(pkgs.dir).trim().split('\n')).toHaveLength(3);
+    } finally {
+      rmSync(again.dir, { recursive: true, force: true });
+    }
+  });
+
   it('deb into an empty root (dpkg --root): file list, modes, the launcher runs; remove keeps the edited config, purge removes it', async () => {
     const root = emptyRoot('deb');
     mkdirSync(join(root, 'var/lib/dpkg/info'), { recursive: true });
