@@ -276,6 +276,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([proxy?.close(), front?.close()]);
   await Promise.all([tb?.stop(), tbp?.stop()]);
+  if (pkgs) rmSync(pkgs.dir, { recursive: true, force: true });
   if (log.length) console.log(`e2e al2023:\n${log.map((l) => `  ${l}`).join('\n')}`);
   if (metricsFile && process.env.SHOW_FIGURES === '1') console.log(`node_bootstrap.prom:\n${metricsFile}`);
 });
