@@ -254,6 +254,10 @@ function unitsFacts(files: NodeFiles, root: string, cfg: Config | undefined) {
   }));
   const exec = lastSetting(nodeBootstrap, 'Service', 'ExecStart')?.value;
   const bin = exec ? splitWords(exec)[0]?.replace(/^[@\-:+!]+/, '') : undefined;
+  const observe = loadUnit(files, 'node-bootstrap-observe.service');
+  const observeTargets = listSetting(observe, 'Install', 'WantedBy').flatMap((d) =>
+    d.value.split(/\s+/).filter(Boolean),
+  );
   return {
     root,
     systemd,
@@ -262,6 +266,16 @@ function unitsFacts(files: NodeFiles, root: string, cfg: Config | undefined) {
     enabled,
     ...(bin?.startsWith('/') ? { binary: { path: bin, exists: files.exists(bin) } } : {}),
     marker: join(DEFAULT_STATE_DIR, GATE_MARKER),
+    ...(observe.file && !observe.masked
+      ? {
+          observe: {
+            unit: observe.name,
+            enabled: observeTargets.some((t) =>
+              UNIT_DIRS.some((d) => (files.list(`${d}/${t}.wants`) ?? []).includes(observe.name)),
+            ),
+          },
+        }
+      : {}),
     ...(cfg?.kubelet.resolvConfPolicy === 'repair'
       ? { repairEnvFile: join(DEFAULT_STATE_DIR, REPAIR_ENV_FILE) }
       : {}),

@@ -265,6 +265,8 @@ export interface UnitsFacts {
   marker: string;
   /** kubelet.resolvConfPolicy is repair: kubelet should read node-bootstrap's env file. */
   repairEnvFile?: string;
+  /** node-bootstrap-observe.service (install --mode observe), when installed: enabled or not. */
+  observe?: { unit: string; enabled: boolean };
 }
 
 /** Service types whose start job waits for node-bootstrap's own work to end (a cycle if kubelet waits for it). */
@@ -273,6 +275,14 @@ const WAITING_TYPES = new Set(['oneshot', 'notify', 'notify-reload', 'forking', 
 export function unitsCheck(f: UnitsFacts): CheckResult {
   const under = f.root === '/' ? '' : ` under ${f.root}`;
   if (!f.systemd) return result('units', 'skip', `skip: no systemd unit directory${under}`);
+  // The trial mode: by design nothing here starts or gates kubelet, so the rows below do not apply.
+  if (f.observe?.enabled && !f.enabled.some((e) => e.linked))
+    return result(
+      'units',
+      'warn',
+      `observe mode: ${f.observe.unit} is enabled and ${f.nodeBootstrap.name} is not: node-bootstrap only reports after the node's own bootstrap; it neither checks before kubelet starts nor gates it`,
+      'to let node-bootstrap run the boot: node-bootstrap install --mode nodeadm (AL2023-style images) or --mode standalone',
+    );
   const fails: { msg: string; fix: string }[] = [];
   const warns: { msg: string; fix: string }[] = [];
   const nb = f.nodeBootstrap;

@@ -434,6 +434,35 @@ describe('units (real unit trees)', () => {
     if (want === 'fail') expect(r.fix).not.toBe('');
   });
 
+  it('observe mode (install --mode observe): a warning that says so, not the failures of an ungated kubelet', () => {
+    const observeTree = {
+      ...good,
+      '/etc/systemd/system/multi-user.target.wants/node-bootstrap.service': null,
+      '/etc/systemd/system/kubelet.service.d/10-node-bootstrap.conf': '# no gate\n',
+    };
+    const r = unitsCheck({
+      ...facts(observeTree),
+      observe: { unit: 'node-bootstrap-observe.service', enabled: true },
+    });
+    expect(r.status).toBe('warn');
+    expect(r.message).toMatch(
+      /^observe mode: node-bootstrap-observe\.service is enabled and node-bootstrap\.service is not/,
+    );
+    expect(r.fix).toMatch(/install --mode nodeadm/);
+    // Installed but not enabled: the usual verdicts.
+    expect(
+      unitsCheck({
+        ...facts(observeTree),
+        observe: { unit: 'node-bootstrap-observe.service', enabled: false },
+      }).status,
+    ).toBe('fail');
+    // Both enabled: the boot unit is judged as usual.
+    expect(
+      unitsCheck({ ...facts(good), observe: { unit: 'node-bootstrap-observe.service', enabled: true } })
+        .status,
+    ).toBe('pass');
+  });
+
   it('repair policy: kubelet must read node-bootstrap’s env file', () => {
     const gateOnly = '[Unit]\nAssertPathExists=/run/node-bootstrap/gates-passed\n';
     expect(status(unitsCheck(facts(good, true)))).toBe('pass');

@@ -449,7 +449,16 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
         /^nodeadm-run\.service installed and enabled \(multi-user\.target\); kubelet\.service gated by /,
       ),
     });
+    // Observe mode: a warning that names it.
+    expect((await node(['install', '--root', root, '--mode', 'observe'], env)).code).toBe(0);
+    const observed = await check(['--config', cfg, '--root', root], tb.env);
+    expect(observed.get('units')).toMatchObject({
+      status: 'warn',
+      message: expect.stringMatching(/^observe mode: node-bootstrap-observe\.service is enabled/),
+    });
+    expect(observed.code).toBe(0);
     // nodeadm's own command in the slot: node-bootstrap.service is the boot unit again, and it is disabled.
+    expect((await node(['install', '--root', root, '--mode', 'nodeadm'], env)).code).toBe(0);
     rmSync(join(root, 'etc/systemd/system/nodeadm-run.service.d'), { recursive: true });
     const back = await check(['--config', cfg, '--root', root], tb.env);
     expect(back.get('units')).toMatchObject({
