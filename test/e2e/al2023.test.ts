@@ -460,7 +460,10 @@ describe('AL2023-like node, node-bootstrap from its RPM', () => {
       // The vendor directory (Debian's merged /usr names it /lib/systemd/system).
       expect(frag.stdout).toMatch(/^(\/usr)?\/lib\/systemd\/system\/node-bootstrap\.service$/m);
       expect(frag.stdout).toContain('path=/usr/bin/node-bootstrap ; argv[]=/usr/bin/node-bootstrap run ;');
-      expect(expectedFiles().has('/usr/lib/systemd/system/node-bootstrap.service')).toBe(true);
+      const listed = await c.exec(['rpm', '--dbpath', '/var/lib/rpm', '-ql', 'node-bootstrap'], {
+        check: true,
+      });
+      expect(listed.stdout.trim().split('\n')).toEqual(expect.arrayContaining([...expectedFiles().keys()]));
 
       // nodeadm-config rendered before containerd started; containerd runs on the rendered config.
       const [cfg, ctrd, nb, kubelet] = await Promise.all(units.map((u) => show(c, u)));

@@ -6,6 +6,7 @@
  *   const c = await bootSystemd({
  *     units: { 'containerd.service': UNIT }, files: { '/etc/containerd/config.toml': TOML },
  *     enable: ['containerd.service'], tmpfs: ['/var/lib/containerd'],
+ *     prepare: 'rpm --root "$R" -i /srv/pkg.rpm',   // optional: an image-build step on the root
  *     binds: [{ host: REPO, inside: '/srv/node-bootstrap', readOnly: true }],
  *   });                                   // ~0.5 s; afterAll(() => c.stop())
  *   await c.systemctl('is-active', 'containerd');           // {code, stdout, stderr}
