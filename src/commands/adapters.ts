@@ -14,6 +14,7 @@ import type { Config } from '../config.js';
 import { type ContainerdConfig, readContainerdConfig } from '../core/containerd-config.js';
 import type { FileReader } from '../core/file-reader.js';
 import { discoverKubelet, KUBELET_ENV_FILE } from '../core/kubelet-settings.js';
+import { listSetting, loadUnit } from '../core/unit-files.js';
 import type { PullDeps } from '../phases/pull.js';
 import { type NetworkFacts, readNetwork } from './network.js';
 
@@ -26,17 +27,26 @@ export function mtime(path: string): number | undefined {
   }
 }
 
-/** What a kubelet restart applies: its config file, config drop-ins and flags file (none when unreadable). */
+/**
+ * What a kubelet restart applies: its config file and config drop-ins, the EnvironmentFile= files
+ * of its unit (its flags; node-bootstrap's own resolv.conf repair file among them), and the EKS
+ * flags file. Unreadable config: only the environment files (the resolv-conf phase reports it).
+ */
 function kubeletConfigFiles(files: FileReader, cfg: Config): string[] {
+  const env = listSetting(loadUnit(files, cfg.kubelet.unit), 'Service', 'EnvironmentFile').map((d) =>
+    d.value.replace(/^-/, ''),
+  );
+  let config: string[] = [];
   try {
     const k = discoverKubelet(files, {
       ...(cfg.kubelet.config ? { kubeletConfig: cfg.kubelet.config } : {}),
       unit: cfg.kubelet.unit,
     });
-    return [...(k.configFile ? [k.configFile] : []), ...k.configDropIns, KUBELET_ENV_FILE];
+    config = [...(k.configFile ? [k.configFile] : []), ...k.configDropIns];
   } catch {
-    return [];
+    // KUBELET_CONFIG_INVALID: the resolv-conf phase names it
   }
+  return [...new Set([...config, ...env, KUBELET_ENV_FILE])];
 }
 
 /**

@@ -27,7 +27,13 @@ export async function applyRenderedConfig(
     const mtimeMs = deps.mtime(path);
     if (mtimeMs !== undefined) times.push({ path, mtimeMs });
   }
-  const v = restartVerdict(unit, await deps.systemd.startedAt(unit), times);
+  let startedAt: number | undefined;
+  try {
+    startedAt = await deps.systemd.startedAt(unit);
+  } catch (err) {
+    throw new BootError('DBUS_UNAVAILABLE', `cannot read when ${unit} started: ${(err as Error).message}`);
+  }
+  const v = restartVerdict(unit, startedAt, times);
   const key = unit.replace(/\.service$/, '').replace(/[^A-Za-z0-9]+(.)/g, (_m, c: string) => c.toUpperCase());
   ctx.record({ [`${key}ConfigCurrent`]: !v.restart });
   if (!v.restart) {
@@ -44,7 +50,19 @@ export async function applyRenderedConfig(
     );
   ctx.log.info({ unit }, `restarting ${unit}: ${v.why}`);
   ctx.status(`restarting ${unit}: its config changed after it started`);
-  const result = await deps.systemd.restart(unit, ctx.signal);
+  let result: string;
+  try {
+    result = await deps.systemd.restart(unit, ctx.signal);
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    throw new BootError(
+      o.failCode,
+      `systemd refused to restart ${unit} to apply its config (${v.why}): ${(err as Error).message}`,
+      {
+        hint: `restart ${unit} by hand (\`systemctl restart ${unit}\`) and read \`journalctl -u ${unit} -b\``,
+      },
+    );
+  }
   ctx.record({ [`${key}Restarted`]: true, [`${key}RestartReason`]: v.why });
   if (result !== 'done') {
     const s = await deps.systemd.state(unit);
