@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CriClient, createCriClient } from '../../src/adapters/cri.js';
+import { blockStatFile } from '../../src/adapters/psi.js';
 import type { PrefetchTimeline } from '../../src/commands/prefetch.js';
 import { ECR_HOST, startTestbed, type Testbed } from '../testbed/index.js';
 import { pushDataImage } from '../testbed/pause-image.js';
@@ -130,6 +131,11 @@ describe('prefetch (containerd 1.7, real registry, ECR auth)', () => {
       expect(most, 'ingests in flight at once').toBeLessThanOrEqual(2);
       expect(most).toBeGreaterThanOrEqual(1);
       expect(r.timeline?.peak.inFlight).toBe(2);
+      // The I/O signals: PSI over a short window, and the block device under containerd's root as
+      // its CRI plugin reports it (the testbed's containerd keeps its root in its own folder).
+      const root = join(tb.containerd!.dir, 'root');
+      expect(r.timeline?.signals).toMatchObject({ psi: 'window', windowMs: 1_000, volume: root });
+      expect(r.timeline?.signals.device).toBe(blockStatFile(root));
       // The ECR names were pulled with a token from the ECR API (one call for the one account).
       const calls = tb.ecr!.requests.slice(ecrBefore).filter((q) => q.target === 'GetAuthorizationToken');
       expect(calls.length).toBe(1);
