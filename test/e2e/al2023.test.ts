@@ -28,6 +28,8 @@
  *     verdict is in `journalctl -u nodeadm-run`, a unit ordered after nodeadm-run still follows it;
  *   - `install --mode observe`: a shell nodeadm boots the node (imports and pins the archive, starts
  *     kubelet ungated); node-bootstrap-observe.service reports every phase after it, changing nothing;
+ *   - the deb into the image root (`dpkg --root`, its real Depends met by this Debian's nodejs), then
+ *     `install --mode standalone`: the boot runs from the units install put in /etc;
  *   - containerd 2.x's config schema (version 3), which containerd 1.7 refuses to run: the reader
  *     only, through `node-bootstrap check --root` on an image root the RPM was installed into.
  */
@@ -304,6 +306,8 @@ interface NodeOptions {
   staleContainerd?: boolean;
   /** `node-bootstrap install --mode …` in the image build, after the RPM (default: none). */
   mode?: 'standalone' | 'nodeadm' | 'observe';
+  /** Which package the image build installs (default the RPM). */
+  pkg?: 'rpm' | 'deb';
   /** The unit that runs node-bootstrap, for the testbed environment drop-in (default node-bootstrap.service). */
   runUnit?: string;
   /** Enable containerd.service at image build (default true; on nodeadm images nodeadm starts it). */
@@ -387,7 +391,10 @@ async function al2023Node(o: NodeOptions): Promise<SystemdContainer> {
     // runs there, so it reloads nothing). --nodeps: Node.js is Debian's here, not an RPM.
     // The image also has node_exporter's textfile directory, as its node_exporter package would.
     prepare: [
-      `rpm --root "$R" --dbpath /var/lib/rpm --nodeps -i ${pkgs.rpm}`,
+      o.pkg === 'deb'
+        ? // The root's dpkg database is this Debian's: Depends: nodejs (>= 20) is met for real.
+          `dpkg --root "$R" -i ${pkgs.deb}`
+        : `rpm --root "$R" --dbpath /var/lib/rpm --nodeps -i ${pkgs.rpm}`,
       `install -d -m 0755 "$R${TEXTFILE_DIR}"`,
       ...(o.mode ? [`"$R/usr/bin/node-bootstrap" install --mode ${o.mode} --root "$R"`] : []),
     ].join('\n'),
@@ -441,7 +448,7 @@ async function ctrImages(c: SystemdContainer): Promise<Map<string, string>> {
   return out;
 }
 
-describe('AL2023-like node, node-bootstrap from its RPM', () => {
+describe('AL2023-like node, node-bootstrap from its packages', () => {
   it.concurrent('standalone node-bootstrap.service, registry down: the baked archive is imported and pinned as localhost/kubernetes/pause:latest, then kubelet starts', async () => {
     const c = await al2023Node({ tb, name: 'al2023-std', enable: [NB, 'kubelet.service'] });
     try {
@@ -796,6 +803,45 @@ config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"
       expect(tb.ecr!.requests).toEqual([]);
       log.push(
         `observe: after nodeadm-run, ${status.phases.length} phases reported ok, nothing started or pinned by node-bootstrap`,
+      );
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it.concurrent('the deb into the image root (dpkg --root), then install --mode standalone: node-bootstrap.service and the guard timer enabled, the boot runs from them', async () => {
+    const c = await al2023Node({
+      tb,
+      name: 'al2023-deb',
+      pkg: 'deb',
+      mode: 'standalone',
+      // The archive, registry down: this file's testbed sees no ECR call (the observe case counts on it).
+      enable: ['kubelet.service'],
+    });
+    try {
+      const units = ['containerd.service', NB, 'kubelet.service'];
+      const why = await diagnose(c, units);
+      expect(c.failedUnits, why).toEqual([]);
+      const dpkgFormat = '-f=$' + '{Status} $' + '{Version}';
+      expect((await c.exec(['dpkg-query', '-W', dpkgFormat, 'node-bootstrap'])).stdout).toBe(
+        `install ok installed ${pkgs.version}-1`,
+      );
+      // install --mode standalone enabled the boot run and the guard (its copies in /etc).
+      const enabled = await c.exec(['systemctl', 'is-enabled', NB, 'node-bootstrap-guard.timer']);
+      expect(enabled.stdout.trim().split('\n')).toEqual(['enabled', 'enabled']);
+      const frag = await c.exec(['systemctl', 'show', NB, '-P', 'FragmentPath'], { check: true });
+      expect(frag.stdout.trim()).toBe(`/etc/systemd/system/${NB}`);
+      const [nb, kubelet] = await Promise.all([show(c, NB), show(c, 'kubelet.service')]);
+      expect([nb.ActiveState, nb.Result], why).toEqual(['active', 'success']);
+      expect(kubelet.ActiveState, why).toBe('active');
+      const status = await statusJson(c);
+      expect(status.phases.find((p) => p.name === 'sandbox-image')!.facts).toMatchObject({
+        image: PAUSE_LOCAL,
+        source: `archive ${PAUSE_TAR}`,
+      });
+      expect((await ctrImages(c)).get(PAUSE_LOCAL)).toMatch(/io\.cri-containerd\.pinned=pinned/);
+      log.push(
+        `deb + install --mode standalone: ${NB} ${nb.Result}, pause from ${status.phases.find((p) => p.name === 'sandbox-image')!.facts.source}`,
       );
     } finally {
       await c.stop();
