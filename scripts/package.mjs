@@ -80,9 +80,11 @@ function layout() {
   dir('/etc/node-bootstrap/config.d');
   file('/etc/node-bootstrap/config.yaml', join(REPO, 'packaging', 'config.yaml'), 0o644, 'config');
 
-  // The units of systemd/ and their drop-ins (`<unit>.d/*.conf`) go into systemd's vendor directory.
-  // The whole systemd/ tree (opt-in/ included: drop-ins only `node-bootstrap install --mode` puts in
-  // place) also goes next to the bundle, where `node-bootstrap install` finds it.
+  // The units of systemd/ go into systemd's vendor directory; no drop-in does: kubelet's gate
+  // blocks kubelet until node-bootstrap opens it, so it takes effect only when the image build
+  // chooses a way in (`node-bootstrap install --mode standalone|nodeadm`), never merely because the
+  // package is installed. The whole systemd/ tree (drop-ins and opt-in/ included) goes next to the
+  // bundle, where `node-bootstrap install` finds it.
   const units = join(REPO, 'systemd');
   const walk = (rel) => {
     dir(`/usr/lib/node-bootstrap/systemd${rel}`);
@@ -94,12 +96,8 @@ function layout() {
   };
   walk('');
   for (const e of readdirSync(units, { withFileTypes: true })) {
-    if (e.isFile() && /\.(service|timer|socket|path)$/.test(e.name)) {
+    if (e.isFile() && /\.(service|timer|socket|path)$/.test(e.name))
       file(`/usr/lib/systemd/system/${e.name}`, join(units, e.name));
-    } else if (e.isDirectory() && e.name.endsWith('.d')) {
-      for (const conf of readdirSync(join(units, e.name)).filter((c) => c.endsWith('.conf')))
-        file(`/usr/lib/systemd/system/${e.name}/${conf}`, join(units, e.name, conf));
-    }
   }
   return entries.sort((a, b) => (a.path < b.path ? -1 : 1));
 }

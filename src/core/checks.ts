@@ -330,7 +330,7 @@ export function unitsCheck(f: UnitsFacts): CheckResult {
     if (gates.length === 0)
       fails.push({
         msg: `${kName} is not gated on node-bootstrap: none of its drop-ins (${k.dropIns.join(', ') || 'none'}) has AssertPathExists=${f.marker}, so kubelet can start before the pause image and resolv.conf are checked`,
-        fix: `install systemd/kubelet.service.d/10-node-bootstrap.conf into /etc/systemd/system/${kName}.d/`,
+        fix: `run node-bootstrap install --mode standalone (or --mode nodeadm on nodeadm images): it puts the gate drop-in 10-node-bootstrap.conf into /etc/systemd/system/${kName}.d/`,
       });
     // The deadlock: node-bootstrap waits for kubelet's start job while kubelet is ordered after it.
     const type =

@@ -15,8 +15,8 @@
  *     registry or at a port where nothing listens.
  *
  * Cases (each its own container, side by side):
- *   - standalone node-bootstrap.service as the package installed it (/usr/lib/systemd/system,
- *     enabled at image build), registry down: the pause image comes from the baked archive, is pinned
+ *   - the RPM, then `install --mode standalone` at image build (the package alone gates nothing),
+ *     registry down: the pause image comes from the baked archive, is pinned
  *     under the name containerd is configured with, and only then kubelet starts; the packages
  *     reinstalled on the live node reload systemd and enable nothing;
  *   - containerd started on the image's old config before nodeadm-config rendered the new one (it is
@@ -450,7 +450,7 @@ async function ctrImages(c: SystemdContainer): Promise<Map<string, string>> {
 
 describe('AL2023-like node, node-bootstrap from its packages', () => {
   it.concurrent('standalone node-bootstrap.service, registry down: the baked archive is imported and pinned as localhost/kubernetes/pause:latest, then kubelet starts', async () => {
-    const c = await al2023Node({ tb, name: 'al2023-std', enable: [NB, 'kubelet.service'] });
+    const c = await al2023Node({ tb, name: 'al2023-std', mode: 'standalone', enable: ['kubelet.service'] });
     try {
       const units = ['nodeadm-config.service', 'containerd.service', NB, 'kubelet.service'];
       const why = await diagnose(c, units);
@@ -464,8 +464,8 @@ describe('AL2023-like node, node-bootstrap from its packages', () => {
       const frag = await c.exec(['systemctl', 'show', NB, '-P', 'FragmentPath', '-P', 'ExecStart'], {
         check: true,
       });
-      // The vendor directory (Debian's merged /usr names it /lib/systemd/system).
-      expect(frag.stdout).toMatch(/^(\/usr)?\/lib\/systemd\/system\/node-bootstrap\.service$/m);
+      // `install --mode standalone` put the unit (the package's, byte for byte) and kubelet's gate in /etc.
+      expect(frag.stdout).toMatch(/^\/etc\/systemd\/system\/node-bootstrap\.service$/m);
       expect(frag.stdout).toContain('path=/usr/bin/node-bootstrap ; argv[]=/usr/bin/node-bootstrap run ;');
       const listed = await c.exec(['rpm', '--dbpath', '/var/lib/rpm', '-ql', 'node-bootstrap'], {
         check: true,
@@ -527,7 +527,7 @@ describe('AL2023-like node, node-bootstrap from its packages', () => {
       for (const f of families.values()) expect(f.type, f.name).toBe('GAUGE');
       metricsFile = prom;
 
-      // check, run as an operator would on this node, agrees: units from the vendor directory count.
+      // check, run as an operator would on this node, agrees: the boot unit enabled, kubelet gated.
       const check = await c.exec(['/usr/bin/node-bootstrap', 'check', '--json'], {
         timeoutMs: 30_000,
         env: awsEnv(tb),

@@ -255,11 +255,19 @@ describe('npm run package', () => {
     const units = readdirSync(join(root, sd)).filter(
       (u) => u.startsWith('node-bootstrap') || u === 'kubelet.service',
     );
+    // The package alone gates nothing: no drop-in for kubelet in the vendor directory.
+    expect(existsSync(join(root, sd, 'kubelet.service.d'))).toBe(false);
     const v = await sh('systemd-analyze', ['verify', `--root=${root}`, ...units], cleanEnv);
     expect(v.stderr + v.stdout).toBe('');
     expect(v.code).toBe(0);
-    // verify reads the gate drop-in from the vendor directory: a broken line in it is reported.
-    const gate = join(root, sd, 'kubelet.service.d/10-node-bootstrap.conf');
+    // The image build's choice puts the gate in place; verify reads it: a broken line is reported.
+    await ok(
+      join(root, 'usr/bin/node-bootstrap'),
+      ['install', '--mode', 'standalone', '--root', root],
+      cleanEnv,
+    );
+    const gate = join(root, 'etc/systemd/system/kubelet.service.d/10-node-bootstrap.conf');
+    expect(readFileSync(gate, 'utf8')).toContain('AssertPathExists=/run/node-bootstrap/gates-passed');
     const text = readFileSync(gate, 'utf8');
     writeFileSync(gate, `${text}\n[Unit]\nAssertPathExists=not/absolute\n`);
     const gated = await sh('systemd-analyze', ['verify', `--root=${root}`, 'kubelet.service'], cleanEnv);

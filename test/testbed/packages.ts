@@ -55,8 +55,8 @@ export function expectedFiles(): Map<string, number> {
     ['/etc/node-bootstrap/config.yaml', 0o644],
   ]);
   const units = join(REPO, 'systemd');
-  // systemd/ whole (opt-in/ included) next to the bundle; its units and `<unit>.d/` drop-ins also
-  // in systemd's vendor directory.
+  // systemd/ whole (opt-in/ included) next to the bundle; its units, and no drop-in, also in
+  // systemd's vendor directory (kubelet's gate only through `install --mode`).
   const walk = (rel: string) => {
     for (const e of readdirSync(join(units, rel), { withFileTypes: true })) {
       const r = `${rel}/${e.name}`;
@@ -68,9 +68,6 @@ export function expectedFiles(): Map<string, number> {
   for (const e of readdirSync(units, { withFileTypes: true })) {
     if (e.isFile() && /\.(service|timer|socket|path)$/.test(e.name))
       out.set(`/usr/lib/systemd/system/${e.name}`, 0o644);
-    else if (e.isDirectory() && e.name.endsWith('.d'))
-      for (const c of readdirSync(join(units, e.name)).filter((n) => n.endsWith('.conf')))
-        out.set(`/usr/lib/systemd/system/${e.name}/${c}`, 0o644);
   }
   return out;
 }
