@@ -3,13 +3,14 @@
  * (files, containerd, IMDS, ECR) and hands the facts here; every verdict is pass, warn, fail or skip
  * (its peer is absent), with a message and, unless it passed, what exactly to change.
  */
+import type { SandboxSource } from '../config.js';
 import type { ContainerdCapabilities } from './containerd-version.js';
 import { capabilities, parseVersion } from './containerd-version.js';
 import type { Setting } from './kubelet-settings.js';
 import { hasProxy, type NoProxyVerdict, type ProxySettings, redactProxy } from './proxy.js';
 import { hasErrors, type Problem } from './resolv-conf.js';
 import { resolveSandboxImage } from './sandbox-image.js';
-import { planSandboxImage } from './sandbox-plan.js';
+import { isLocalOnly, planSandboxImage } from './sandbox-plan.js';
 import { type LoadedUnit, lastSetting, listSetting, unitNames } from './unit-files.js';
 
 export const CHECK_IDS = [
@@ -101,7 +102,7 @@ export interface SandboxImageFacts {
   /** The node's region and where it came from; undefined with why. */
   region?: Setting<string>;
   regionWhy?: string;
-  settings: { tag: string; image?: string; fips: boolean; dualstack: boolean };
+  settings: { tag: string; image?: string; fips: boolean; dualstack: boolean; source?: SandboxSource };
   /** containerd's configured sandbox_image: from CRI, or read from its config.toml. */
   configured?: { image: string; from: string };
   configuredWhy?: string;
@@ -123,6 +124,7 @@ export function sandboxTarget(f: SandboxImageFacts): { wanted: string; target: s
     explicit: f.settings.image !== undefined,
     configured: f.configured?.image,
     fallbacks: [],
+    ...(f.settings.source ? { source: f.settings.source } : {}),
   });
   return { wanted, target: plan.target, ...(plan.warning ? { warning: plan.warning } : {}) };
 }
@@ -150,6 +152,12 @@ export function sandboxImageCheck(f: SandboxImageFacts): CheckResult {
       'warn',
       `${t.warning} (containerd's setting from ${f.configured.from}, ${where})`,
       `set sandbox_image = "${t.wanted}" in containerd's config.toml, or sandboxImage.image in node-bootstrap's config if ${f.configured.image} is intended`,
+    );
+  if (isLocalOnly(t.target))
+    return result(
+      'sandbox-image',
+      'pass',
+      `${t.target}: containerd's sandbox_image (${f.configured.from}), baked into the node image (sandboxImage.source ${f.settings.source}: its archive, then ${t.wanted} for ${where})`,
     );
   return result(
     'sandbox-image',

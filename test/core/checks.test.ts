@@ -139,6 +139,24 @@ describe('sandbox-image (the wrong-region incident)', () => {
       /the configured \(sandboxImage\.image\) image/,
     ],
     [
+      "the EKS AMIs' baked pause under source auto (the modern layout): no warning",
+      {
+        settings: { tag: '3.10', fips: false, dualstack: false, source: 'auto' },
+        configured: { image: 'localhost/kubernetes/pause', from: '/etc/containerd/config.toml' },
+      },
+      'pass',
+      /^localhost\/kubernetes\/pause:latest: containerd's sandbox_image .*baked into the node image \(sandboxImage\.source auto: its archive, then 602401143452\.dkr\.ecr\.us-west-2/,
+    ],
+    [
+      'the same baked name under source registry (the classic pull): reported',
+      {
+        settings: { tag: '3.10', fips: false, dualstack: false, source: 'registry' },
+        configured: { image: 'localhost/kubernetes/pause:latest', from: '/etc/containerd/config.toml' },
+      },
+      'warn',
+      /containerd's sandbox_image is localhost\/kubernetes\/pause:latest, not 602401143452/,
+    ],
+    [
       'region unknown',
       { region: undefined, regionWhy: 'IMDS refused' },
       'skip',
