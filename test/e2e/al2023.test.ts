@@ -46,7 +46,16 @@ import { exportPauseArchive } from '../testbed/pause-image.js';
 import { createPki } from '../testbed/pki.js';
 import { startProxy, startTlsFront, type TestProxy, type TlsFront } from '../testbed/proxy.js';
 import { bootSystemd, readInside, type SystemdContainer } from './harness.js';
-import { hostsToml, INSIDE, kubeletStandin, REPO, SOCKET, STANDIN, show } from './lib/boot-node.js';
+import {
+  ctrImages,
+  hostsToml,
+  INSIDE,
+  kubeletStandin,
+  REPO,
+  SOCKET,
+  STANDIN,
+  show,
+} from './lib/boot-node.js';
 
 /** The name AL2023 images bake and pin the pause image under. */
 const PAUSE_LOCAL = 'localhost/kubernetes/pause:latest';
@@ -435,17 +444,6 @@ async function diagnose(c: SystemdContainer, units: string[]): Promise<string> {
   );
   const tail = await c.exec(['journalctl', '-u', NB, '-o', 'cat', '-n', '25', '--no-pager']);
   return `${c.name}, failed: ${c.failedUnits.join(' ') || 'none'}\n${lines.join('\n')}\n${tail.stdout}`;
-}
-
-/** `ctr images ls` inside: name → labels. */
-async function ctrImages(c: SystemdContainer): Promise<Map<string, string>> {
-  const r = await c.exec(['ctr', '--connect-timeout', '2s', '-n', 'k8s.io', 'images', 'ls'], { check: true });
-  const out = new Map<string, string>();
-  for (const line of r.stdout.split('\n').slice(1).filter(Boolean)) {
-    const cols = line.trim().split(/\s+/);
-    out.set(cols[0]!, cols.at(-1)!);
-  }
-  return out;
 }
 
 describe('AL2023-like node, node-bootstrap from its packages', () => {

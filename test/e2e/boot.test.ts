@@ -16,6 +16,7 @@ import { bootSystemd, eventually, type JournalEntry, readInside, type SystemdCon
 import {
   ALL,
   BUNDLE,
+  ctrImages,
   MARKER,
   PAUSE_IMAGE,
   REPO,
@@ -98,17 +99,6 @@ async function criImage(c: SystemdContainer) {
   } finally {
     cri.close();
   }
-}
-
-/** `ctr images ls` inside: name → labels. */
-async function ctrImages(c: SystemdContainer): Promise<Map<string, string>> {
-  const r = await c.exec(['ctr', '--connect-timeout', '2s', '-n', 'k8s.io', 'images', 'ls'], { check: true });
-  const out = new Map<string, string>();
-  for (const line of r.stdout.split('\n').slice(1).filter(Boolean)) {
-    const cols = line.trim().split(/\s+/);
-    out.set(cols[0]!, cols.at(-1)!);
-  }
-  return out;
 }
 
 /** For assertion messages: the units' states and node-bootstrap's last journal lines. */

@@ -242,3 +242,14 @@ export function stats(xs: number[]): { n: number; median: number; p90: number; m
   const median = s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   return { n: s.length, median, p90: rank(0.9), min: s[0]!, max: s.at(-1)! };
 }
+
+/** `ctr images ls` inside: name → labels. */
+export async function ctrImages(c: SystemdContainer): Promise<Map<string, string>> {
+  const r = await c.exec(['ctr', '--connect-timeout', '2s', '-n', 'k8s.io', 'images', 'ls'], { check: true });
+  const out = new Map<string, string>();
+  for (const line of r.stdout.split('\n').slice(1).filter(Boolean)) {
+    const cols = line.trim().split(/\s+/);
+    out.set(cols[0]!, cols.at(-1)!);
+  }
+  return out;
+}
