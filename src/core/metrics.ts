@@ -207,9 +207,11 @@ export function prefetchFamilies(t: MetricsPrefetch, now: Date): Family[] {
     gauge(`${p}_wait_seconds`, 'Time images waited for admission, summed over images', [
       { value: secondsOf(sum(t.images.map((i) => i.waitMs))) },
     ]),
-    gauge(`${p}_pressure_wait_seconds`, 'Part of the wait due to I/O pressure, summed over images', [
-      { value: secondsOf(sum(t.images.map((i) => i.pressureWaitMs))) },
-    ]),
+    gauge(
+      `${p}_pressure_wait_seconds`,
+      'Part of the wait for the disk (I/O pressure, or the volume still writing the last pull), summed over images',
+      [{ value: secondsOf(sum(t.images.map((i) => i.pressureWaitMs))) }],
+    ),
   ];
 }
 
