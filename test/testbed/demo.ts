@@ -15,7 +15,8 @@ export async function demo(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { containerd: { type: 'string', default: '1.7' } } });
   const version = values.containerd === '1.6' ? '1.6' : '1.7';
   process.stdout.write(`demo: starting the testbed (containerd ${version}, registry, ECR API, IMDS)...\n`);
-  const tb = await startTestbed({ containerd: { version }, archive: true });
+  // No baked archive: the demo shows the regional pull (IMDSv2 credentials, an ECR token, a CRI pull, the pin).
+  const tb = await startTestbed({ containerd: { version } });
   try {
     const stateDir = join(tb.dir, 'state');
     // Asynchronous on purpose: the ECR and IMDS emulators answer from this very process.
