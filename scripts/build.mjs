@@ -1,9 +1,9 @@
 // Builds the one shipped artifact: dist/node-bootstrap.mjs, a single ESM file.
 // The commands that need gRPC, AWS or D-Bus (src/heavy.ts) are bundled separately and kept out of
 // the light commands' way: light commands never parse or compile them. That heavy part travels at
-// the end of the file, in a comment (minified, uncompressed, each `*/` escaped), with a V8 code cache made here for
-// exactly that source; a small loader (src/heavy-loader.ts), embedded where src/lazy.ts expects
-// the heavy part, reads both when such a command runs. In the heavy part, @grpc/proto-loader is
+// the end of the file, in a comment (minified, uncompressed, each `*/` escaped), with a V8 code
+// cache made here for exactly that source; a small loader (src/heavy-loader.ts), embedded where
+// src/lazy.ts expects the heavy part, reads both when such a command runs. In the heavy part, @grpc/proto-loader is
 // src/adapters/proto-precompiled.ts over the descriptors of proto/ parsed here.
 import { spawnSync } from 'node:child_process';
 import {
