@@ -1,9 +1,9 @@
 // Builds the one shipped artifact: dist/node-bootstrap.mjs, a single ESM file.
 // The commands that need gRPC, AWS or D-Bus (src/heavy.ts) are bundled separately and kept out of
 // the light commands' way: light commands never parse or compile them. That heavy part travels at
-// the end of the file, in a comment (minified, uncompressed, each `*/` escaped), with a V8 code
-// cache made here for exactly that source; a small loader (src/heavy-loader.ts), embedded where
-// src/lazy.ts expects the heavy part, reads both when such a command runs. In the heavy part, @grpc/proto-loader is
+// the end of the file, in a comment (raw-deflated, base64), with a V8 code cache made here for
+// exactly that source; a small loader (src/heavy-loader.ts), embedded where src/lazy.ts expects
+// the heavy part, reads both when such a command runs. In the heavy part, @grpc/proto-loader is
 // src/adapters/proto-precompiled.ts over the descriptors of proto/ parsed here.
 import { spawnSync } from 'node:child_process';
 import {
@@ -19,7 +19,7 @@ import {
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { brotliCompressSync, constants } from 'node:zlib';
+import { brotliCompressSync, constants, deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const OUT = 'dist/node-bootstrap.mjs';
@@ -148,7 +148,7 @@ const heavy = (
     supported: { 'dynamic-import': false },
     define: { __NB_PROTOS__: JSON.stringify(protos) },
     // Read by every command (the ESM loader reads the whole bundle) and compiled at every heavy
-    // start: minified it is half the bytes (4.0 -> 2.1 MB). keepNames: libraries and errors keep
+    // start: minified it is half the bytes (4.0 -> 2.1 MB of source to inflate and compile). keepNames: libraries and errors keep
     // their class and function names. (Stack traces name columns of long lines; there is no source
     // map either way.)
     minify: true,
@@ -325,81 +325,26 @@ const main = await build({
   },
 });
 
-// The payload: one comment holding the heavy source as is (ASCII) and the code cache in base64,
-// each on its own line, then the index on the very last line. So the source never ends the comment,
-// every `*/` in it is written `*` + the index's escape (an ASCII control byte the source does not
-// contain), and the loader puts the `/` back: the bytes it then has are exactly the source compiled above.
-function escapeSource(source) {
-  const bytes = Buffer.from(source, 'latin1');
-  const ESCAPE = [0, 1, 2, 3, 4, 5, 6, 7, 8, 0x0e, 0x0f, 0x10, 0x11, 0x7f].find((b) => !bytes.includes(b));
-  if (ESCAPE === undefined) throw new Error('build: no control byte is free to escape the heavy source');
-  for (let i = bytes.indexOf('*/'); i !== -1; i = bytes.indexOf('*/', i + 1)) bytes[i + 1] = ESCAPE;
-  const restored = Buffer.from(bytes);
-  for (let i = restored.indexOf(ESCAPE); i !== -1; i = restored.indexOf(ESCAPE, i + 1)) restored[i] = 0x2f;
-  if (bytes.includes('*/') || !restored.equals(Buffer.from(source, 'latin1')))
-    throw new Error('build: the escaped heavy source does not round-trip');
-  return { bytes, escape: ESCAPE };
-}
-
-/**
- * The code cache as 7-bit text that cannot end the comment (a `/` only ever follows 0x7f), decoded by
- * src/heavy-loader.ts's decodeCache: a byte of 0x80 and over is 0x7f and its low 7 bits; 0x7e, 0x7f
- * and `/` are 0x7e then 0, 1 or 2; any other byte is itself. (Most of a cache is below 0x80: this is
- * about a sixth longer than the cache, against a third for base64, and is undone in place.)
- */
-async function encodeCache(data) {
-  // The loader's own decoder checks the round trip.
-  const cjs = await build({ ...common, entryPoints: ['src/heavy-loader.ts'], format: 'cjs', write: false });
-  const mod = { exports: {} };
-  new Function('module', 'exports', 'require', cjs.outputFiles[0].text)(
-    mod,
-    mod.exports,
-    createRequire(import.meta.url),
-  );
-  const { decodeCache } = mod.exports;
-  const out = Buffer.allocUnsafe(data.length * 2);
-  let n = 0;
-  for (const b of data) {
-    if (b >= 0x80) {
-      out[n++] = 0x7f;
-      out[n++] = b - 0x80;
-    } else if (b === 0x7e || b === 0x7f || b === 0x2f) {
-      out[n++] = 0x7e;
-      out[n++] = b === 0x7e ? 0 : b === 0x7f ? 1 : 2;
-    } else out[n++] = b;
-  }
-  const text = out.subarray(0, n);
-  if (text.includes('*/') || !decodeCache(Buffer.from(text)).equals(data))
-    throw new Error('build: the encoded code cache does not round-trip');
-  return text;
-}
+// The payload: one comment, one base64 line per part, then the index on the very last line.
 const code = Buffer.from(main.outputFiles[0].contents);
-const head = Buffer.from(
-  '\n/* node-bootstrap heavy part (scripts/build.mjs, src/heavy-loader.ts): data, not code',
-);
+const head = '\n/* node-bootstrap heavy part (scripts/build.mjs, src/heavy-loader.ts): data, not code';
 let offset = code.length + head.length;
 const parts = [];
-const part = (bytes) => {
+const part = (b64) => {
   const at = offset + 1;
-  parts.push(Buffer.from('\n'), bytes);
-  offset = at + bytes.length;
-  return [at, bytes.length];
+  parts.push(`\n${b64}`);
+  offset = at + b64.length;
+  return [at, b64.length];
 };
-const escaped = escapeSource(heavy);
 const index = {
-  src: part(escaped.bytes),
-  escape: escaped.escape,
-  cache: cache ? part(await encodeCache(cache.data)) : null,
+  src: part(deflateRawSync(Buffer.from(heavy, 'latin1'), { level: 9 }).toString('base64')),
+  cache: cache ? part(deflateRawSync(cache.data, { level: 9 }).toString('base64')) : null,
   v8: cache?.v8 ?? '',
 };
-const payload = Buffer.concat([
-  head,
-  ...parts,
-  Buffer.from(`\n*/\n${INDEX_PREFIX}${JSON.stringify(index)}\n`, 'latin1'),
-]);
+const payload = `${head}${parts.join('')}\n*/\n${INDEX_PREFIX}${JSON.stringify(index)}\n`;
 // Written whole and renamed: a run started during a build never sees half a bundle.
 mkdirSync(dirname(OUT), { recursive: true });
 const tmp = `${OUT}.${process.pid}.tmp`;
-writeFileSync(tmp, Buffer.concat([code, payload]), { mode: 0o755 });
+writeFileSync(tmp, Buffer.concat([code, Buffer.from(payload, 'latin1')]), { mode: 0o755 });
 chmodSync(tmp, 0o755);
 renameSync(tmp, OUT);

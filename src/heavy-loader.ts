@@ -9,19 +9,16 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
+import { inflateRawSync } from 'node:zlib';
 
 /** The last line of the bundle: `//# nb-payload {…}`. Offsets and lengths are in bytes of the file. */
 export const INDEX_PREFIX = '//# nb-payload ';
 export const HEAVY_FILENAME = 'node-bootstrap:heavy.cjs';
 
 export interface PayloadIndex {
-  /**
-   * The heavy source as is (ASCII: decoded as latin1, a one-byte V8 string), except that each `/`
-   * of a `*\/` is the byte `escape` (which the source does not contain), so the comment goes on.
-   */
+  /** base64 of the raw-deflated heavy source (ASCII: decoded as latin1, a one-byte V8 string). */
   src: [offset: number, length: number];
-  escape: number;
-  /** The V8 code cache for exactly that source as 7-bit text (scripts/build.mjs encodeCache), or null. */
+  /** base64 of the raw-deflated V8 code cache for exactly that source, or null. */
   cache: [offset: number, length: number] | null;
   /** process.versions.v8 of the node that made the cache. */
   v8: string;
@@ -40,23 +37,7 @@ function read(fd: number, offset: number, length: number): Buffer {
   return buf;
 }
 
-/**
- * Undoes scripts/build.mjs's encodeCache, in place (the text is never shorter than the cache): 0x7f
- * and b is b + 0x80; 0x7e and 0, 1 or 2 is 0x7e, 0x7f or `/`; any other byte is itself.
- */
-export function decodeCache(text: Buffer): Buffer {
-  const len = text.length;
-  let n = 0;
-  for (let i = 0; i < len; i++) {
-    const b = text[i] as number;
-    if (b === 0x7f) text[n++] = (text[++i] as number) + 0x80;
-    else if (b === 0x7e) {
-      const c = text[++i];
-      text[n++] = c === 0 ? 0x7e : c === 1 ? 0x7f : 0x2f;
-    } else text[n++] = b;
-  }
-  return text.subarray(0, n);
-}
+const fromBase64 = (b: Buffer): Buffer => Buffer.from(b.toString('latin1'), 'base64');
 
 export function loadHeavy(require: NodeJS.Require, entryUrl: string): unknown {
   const fd = openSync(fileURLToPath(entryUrl), 'r');
@@ -69,10 +50,9 @@ export function loadHeavy(require: NodeJS.Require, entryUrl: string): unknown {
     const at = tail.lastIndexOf(INDEX_PREFIX);
     if (at < 0) throw new Error('node-bootstrap: the bundle has no heavy part (rebuild it)');
     const index = JSON.parse(tail.slice(at + INDEX_PREFIX.length)) as PayloadIndex;
-    const src = read(fd, ...index.src);
-    for (let i = src.indexOf(index.escape); i !== -1; i = src.indexOf(index.escape, i + 1)) src[i] = 0x2f;
-    source = src.toString('latin1');
-    if (index.cache && index.v8 === process.versions.v8) cachedData = decodeCache(read(fd, ...index.cache));
+    source = inflateRawSync(fromBase64(read(fd, ...index.src))).toString('latin1');
+    if (index.cache && index.v8 === process.versions.v8)
+      cachedData = inflateRawSync(fromBase64(read(fd, ...index.cache)));
   } finally {
     closeSync(fd);
   }
