@@ -116,7 +116,9 @@ describe.each(['1.6', '1.7'] as const)('testbed with containerd %s', (version) =
     await tb.registry!.stop();
     const err = await grpcError(cri.pullImage(`${ECR_HOST}/testbed/app:1.0`, auth, deadline()));
     expect(err.code).toBe(2);
-    expect(err.details).toMatch(/connect: connection refused$/);
+    // A new connection is refused; containerd may first try an idle keep-alive connection from the
+    // previous pull, which the dying registry's kernel resets (seen on a fresh CI machine).
+    expect(err.details).toMatch(/connect: connection refused$|read: connection reset by peer$/);
     await tb.registry!.start();
     await expect(cri.pullImage(APP, auth, deadline())).resolves.toMatch(/^sha256:/);
   });
