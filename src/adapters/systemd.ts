@@ -43,65 +43,93 @@ export interface Systemd {
   close(): void;
 }
 
-interface Props {
-  Get(iface: string, name: string): Promise<{ value: unknown }>;
-  GetAll(iface: string): Promise<Record<string, { value: unknown }>>;
-  on(event: 'PropertiesChanged', cb: (iface: string) => void): void;
-  removeListener(event: 'PropertiesChanged', cb: (iface: string) => void): void;
-}
-interface Manager {
-  Subscribe(): Promise<void>;
-  Reload(): Promise<void>;
-  LoadUnit(name: string): Promise<string>;
-  StartUnit(name: string, mode: string): Promise<string>;
-  RestartUnit(name: string, mode: string): Promise<string>;
-  on(event: 'JobRemoved', cb: (id: number, job: string, unit: string, result: string) => void): void;
-  removeListener(
-    event: 'JobRemoved',
-    cb: (id: number, job: string, unit: string, result: string) => void,
-  ): void;
-}
+const MANAGER_PATH = '/org/freedesktop/systemd1';
+const MANAGER = `${SYSTEMD}.Manager`;
+const PROPERTIES = 'org.freedesktop.DBus.Properties';
 
-/** Connects on first use only, so a run that skips the D-Bus phases never touches the bus. */
+/** A signal's match rule: the bus delivers it to this connection only while the rule is added. */
+const signalRule = (path: string, iface: string, member: string): string =>
+  `type='signal',sender='${SYSTEMD}',path='${path}',interface='${iface}',member='${member}'`;
+
+/**
+ * Connects on first use only, so a run that skips the D-Bus phases never touches the bus.
+ * Plain messages, no proxy objects: a proxy introspects systemd's objects (large XML) before its
+ * first call, which cost most of the time to reach a unit at boot.
+ */
 export function createSystemd(): Systemd {
   let bus: dbus.MessageBus | undefined;
   let failed: Promise<never> | undefined;
+  let closed = false;
+  /** Handlers of incoming signals; one bus listener dispatches to all of them. */
+  const onSignal = new Set<(msg: dbus.Message) => void>();
   const getBus = (): dbus.MessageBus => {
     if (!bus) {
       const b = dbus.systemBus();
       // A bus that cannot be reached reports it here, not through the pending calls.
       failed = new Promise<never>((_, reject) => b.on('error', reject));
       failed.catch(() => {});
+      b.on('message', (msg: dbus.Message) => {
+        if (msg.type !== dbus.MessageType.SIGNAL) return;
+        for (const handle of [...onSignal]) handle(msg);
+      });
       bus = b;
     }
     return bus;
   };
   const viaBus = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed as Promise<never>]);
-  let manager: Promise<Manager> | undefined;
-  const getManager = (): Promise<Manager> => {
-    manager ??= (async () => {
-      const bus = getBus();
-      const obj = await viaBus(bus.getProxyObject(SYSTEMD, '/org/freedesktop/systemd1'));
-      const m = obj.getInterface(`${SYSTEMD}.Manager`) as unknown as Manager;
-      await viaBus(m.Subscribe());
-      return m;
-    })();
-    return manager;
+  /** A method call; resolves with the reply's body (variants as dbus-next Variants, 't' as BigInt). */
+  const call = async (
+    destination: string,
+    path: string,
+    iface: string,
+    member: string,
+    signature = '',
+    body: unknown[] = [],
+  ): Promise<unknown[]> => {
+    const msg = new dbus.Message({ destination, path, interface: iface, member, signature, body });
+    const reply = await getBus().call(msg);
+    return reply?.body ?? [];
   };
-  const unitProps = async (unit: string): Promise<Props> => {
-    const path = await viaBus((await getManager()).LoadUnit(unit));
-    const obj = await viaBus(getBus().getProxyObject(SYSTEMD, path));
-    return obj.getInterface('org.freedesktop.DBus.Properties') as unknown as Props;
+  const systemd = (path: string, iface: string, member: string, signature?: string, body?: unknown[]) =>
+    call(SYSTEMD, path, iface, member, signature, body);
+  const manager = (member: string, signature?: string, body?: unknown[]) =>
+    systemd(MANAGER_PATH, MANAGER, member, signature, body);
+  const busMatch = (member: 'AddMatch' | 'RemoveMatch', rule: string) =>
+    call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', member, 's', [rule]);
+  /** Drops a match rule; nothing to drop once the connection is closed. */
+  const removeMatch = (rule: string): void => {
+    if (!closed) busMatch('RemoveMatch', rule).catch(() => {});
   };
-  const read = async (props: Props): Promise<ServiceState> => {
+
+  let subscribed: Promise<void> | undefined;
+  /** Manager.Subscribe once per connection: without it systemd sends no unit or job signals. */
+  const getManager = (): Promise<void> => {
+    subscribed ??= viaBus(manager('Subscribe')).then(() => {});
+    return subscribed;
+  };
+  /** The unit's object path (LoadUnit loads it when needed). */
+  const unitPath = async (unit: string): Promise<string> => {
+    await getManager();
+    const [path] = await viaBus(manager('LoadUnit', 's', [unit]));
+    return path as string;
+  };
+  const getAll = async (path: string, iface: string): Promise<Record<string, dbus.Variant>> => {
+    const [all] = await systemd(path, PROPERTIES, 'GetAll', 's', [iface]);
+    return all as Record<string, dbus.Variant>;
+  };
+  const get = async (path: string, iface: string, name: string): Promise<dbus.Variant> => {
+    const [v] = await systemd(path, PROPERTIES, 'Get', 'ss', [iface, name]);
+    return v as dbus.Variant;
+  };
+  const read = async (path: string): Promise<ServiceState> => {
     // Service properties fail for units that are not services (or not loaded): '' and 0 then.
     const service = (name: string) =>
-      props.Get(`${SYSTEMD}.Service`, name).then(
+      get(path, `${SYSTEMD}.Service`, name).then(
         (v) => v.value,
         () => undefined,
       );
     const [all, result, restarts] = await Promise.all([
-      viaBus(props.GetAll(UNIT)),
+      viaBus(getAll(path, UNIT)),
       service('Result'),
       service('NRestarts'),
     ]);
@@ -124,12 +152,16 @@ export function createSystemd(): Systemd {
     unit: string,
     signal: AbortSignal,
   ): Promise<string> => {
-    const m = await getManager();
+    await getManager();
+    const rule = signalRule(MANAGER_PATH, MANAGER, 'JobRemoved');
     return new Promise<string>((resolve, reject) => {
       let jobPath: string | undefined;
+      let settled = false;
       const early = new Map<string, string>();
       // Listening BEFORE the call: a fast job can be removed before the call returns.
-      const onRemoved = (_id: number, job: string, _unit: string, result: string): void => {
+      const onRemoved = (msg: dbus.Message): void => {
+        if (msg.path !== MANAGER_PATH || msg.interface !== MANAGER || msg.member !== 'JobRemoved') return;
+        const [, job, , result] = msg.body as [number, string, string, string];
         if (jobPath === undefined) early.set(job, result);
         else if (job === jobPath) finish(result);
       };
@@ -138,54 +170,67 @@ export function createSystemd(): Systemd {
         reject(signal.reason);
       };
       const cleanup = (): void => {
-        m.removeListener('JobRemoved', onRemoved);
+        if (settled) return;
+        settled = true;
+        onSignal.delete(onRemoved);
+        removeMatch(rule);
         signal.removeEventListener('abort', onAbort);
       };
       const finish = (result: string): void => {
         cleanup();
         resolve(result);
       };
-      m.on('JobRemoved', onRemoved);
+      const fail = (err: unknown): void => {
+        cleanup();
+        reject(err);
+      };
+      onSignal.add(onRemoved);
       signal.addEventListener('abort', onAbort, { once: true });
-      m[method](unit, 'replace').then(
-        (path) => {
-          jobPath = path;
-          const r = early.get(path);
-          if (r !== undefined) finish(r);
-        },
-        (err: unknown) => {
-          cleanup();
-          reject(err);
-        },
-      );
+      // The match is in place before the job exists: the bus handles this connection's messages in order.
+      busMatch('AddMatch', rule)
+        .then(() =>
+          manager(method, 'ss', [unit, 'replace']).then(([path]) => {
+            jobPath = path as string;
+            const r = early.get(jobPath);
+            if (r !== undefined) finish(r);
+          }),
+        )
+        .catch(fail);
     });
   };
 
   return {
-    state: async (unit) => read(await unitProps(unit)),
+    state: async (unit) => read(await unitPath(unit)),
 
     async watch(unit, onChange) {
-      const props = await unitProps(unit);
+      const path = await unitPath(unit);
+      const rule = signalRule(path, PROPERTIES, 'PropertiesChanged');
       let busy = Promise.resolve();
       const refresh = (): void => {
-        busy = busy.then(() => read(props).then(onChange, () => {}));
+        busy = busy.then(() => read(path).then(onChange, () => {}));
       };
-      const onProps = (iface: string): void => {
+      const onProps = (msg: dbus.Message): void => {
+        if (msg.path !== path || msg.interface !== PROPERTIES || msg.member !== 'PropertiesChanged') return;
+        const iface = msg.body[0];
         if (iface === UNIT || iface === `${SYSTEMD}.Service`) refresh();
       };
-      props.on('PropertiesChanged', onProps);
+      onSignal.add(onProps);
+      // Like a proxy's listener: the rule is sent, not awaited; the first read covers what came before.
+      busMatch('AddMatch', rule).catch(() => {});
       refresh();
-      return () => props.removeListener('PropertiesChanged', onProps);
+      return () => {
+        if (onSignal.delete(onProps)) removeMatch(rule);
+      };
     },
 
     start: (unit, signal) => job('StartUnit', unit, signal),
     restart: (unit, signal) => job('RestartUnit', unit, signal),
 
     async startedAt(unit) {
-      const props = await unitProps(unit);
+      const path = await unitPath(unit);
       const [all, main] = await Promise.all([
-        viaBus(props.GetAll(UNIT)),
-        props.Get(`${SYSTEMD}.Service`, 'ExecMainStartTimestamp').then(
+        viaBus(getAll(path, UNIT)),
+        get(path, `${SYSTEMD}.Service`, 'ExecMainStartTimestamp').then(
           (v) => Number(v.value),
           () => 0,
         ),
@@ -197,18 +242,21 @@ export function createSystemd(): Systemd {
     },
 
     async reload(signal) {
-      const m = await getManager();
+      await getManager();
       // The reply comes once systemd has reloaded; the signal abandons the wait, not the reload.
       await new Promise<void>((resolve, reject) => {
         const onAbort = (): void => reject(signal.reason);
         if (signal.aborted) return onAbort();
         signal.addEventListener('abort', onAbort, { once: true });
-        viaBus(m.Reload())
-          .then(resolve, reject)
+        viaBus(manager('Reload'))
+          .then(() => resolve(), reject)
           .finally(() => signal.removeEventListener('abort', onAbort));
       });
     },
 
-    close: () => bus?.disconnect(),
+    close: () => {
+      closed = true;
+      bus?.disconnect();
+    },
   };
 }
