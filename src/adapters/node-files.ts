@@ -158,10 +158,14 @@ export function createNodeFiles(root = '/'): NodeFiles {
   };
 }
 
-/** Replace `path` atomically (temp file in the same directory + rename), creating its directory. */
+/**
+ * Replace `path` atomically (temp file in the same directory + rename, so a reader sees the old file
+ * or the new one), creating its directory. The temp file is hidden and lacks the final suffix:
+ * node_exporter reads only *.prom, log collectors skip dotfiles.
+ */
 export function writeFileAtomic(path: string, text: string, mode = 0o644): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   try {
     writeFileSync(tmp, text, { mode });
     chmodSync(tmp, mode); // the unit's UMask= must not narrow it

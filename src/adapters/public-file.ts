@@ -6,8 +6,9 @@
  * exist: it belongs to whoever reads it (node_exporter's package, the unit's LogsDirectory=), and a
  * missing one means nobody reads there, so nothing is written.
  */
-import { chmodSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from './node-files.js';
 
 export type PublishResult = 'written' | 'no-directory';
 
@@ -22,17 +23,7 @@ export function isDirectory(dir: string): boolean {
 /** Writes `dir/name` atomically, mode 0644; 'no-directory' (nothing written) when dir is absent. */
 export function publishFile(dir: string, name: string, text: string): PublishResult {
   if (!isDirectory(dir)) return 'no-directory';
-  const file = join(dir, name);
-  // Hidden and without the final suffix: node_exporter reads only *.prom, log collectors skip dotfiles.
-  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-  try {
-    writeFileSync(tmp, text, { mode: 0o644 });
-    chmodSync(tmp, 0o644);
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomic(join(dir, name), text, 0o644);
   return 'written';
 }
 

@@ -17,10 +17,10 @@
  * configuration (mirrors, certs.d, CA, rewrites) duplicated, and the estimate could then describe a
  * different registry than the one containerd actually pulls from.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createJournal } from '../adapters/journal.js';
+import { writeFileAtomic } from '../adapters/node-files.js';
 import { createNotifier } from '../adapters/notify.js';
 import { createIoSampler, type IoSignals } from '../adapters/psi.js';
 import type { TokenCache } from '../adapters/token-cache.js';
@@ -86,11 +86,7 @@ export interface PrefetchTimeline {
 }
 
 function writeTimeline(stateDir: string, t: PrefetchTimeline): void {
-  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
-  const file = join(stateDir, PREFETCH_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(t, null, 2)}\n`, { mode: 0o644 });
-  renameSync(tmp, file);
+  writeFileAtomic(join(stateDir, PREFETCH_FILE), `${JSON.stringify(t, null, 2)}\n`, 0o644);
 }
 
 function singleFlight(tokens: TokenCache): TokenCache {

@@ -1,6 +1,7 @@
 /** The run's timeline as kept in <state-dir>/status.json (written atomically: temp file + rename). */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../adapters/node-files.js';
 import type { ErrorCode } from '../errors.js';
 import type { PhaseName } from './phase.js';
 
@@ -32,11 +33,7 @@ export interface RunStatus {
 export const STATUS_FILE = 'status.json';
 
 export function writeStatus(stateDir: string, status: RunStatus, name = STATUS_FILE): void {
-  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
-  const file = join(stateDir, name);
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(status, null, 2)}\n`, { mode: 0o644 });
-  renameSync(tmp, file);
+  writeFileAtomic(join(stateDir, name), `${JSON.stringify(status, null, 2)}\n`, 0o644);
 }
 
 export function readStatus(stateDir: string, name = STATUS_FILE): RunStatus | undefined {
