@@ -1,10 +1,11 @@
 // Builds the one shipped artifact: dist/node-bootstrap.mjs, a single ESM file.
 // The commands that need gRPC, AWS or D-Bus (src/heavy.ts) are bundled separately and kept out of
-// the light commands' way: light commands never parse or compile them. That heavy part travels at
-// the end of the file, in a comment (raw-deflated, base64), with a V8 code cache made here for
-// exactly that source; a small loader (src/heavy-loader.ts), embedded where src/lazy.ts expects
-// the heavy part, reads both when such a command runs. In the heavy part, @grpc/proto-loader is
-// src/adapters/proto-precompiled.ts over the descriptors of proto/ parsed here.
+// the light commands' way: light commands never parse or compile them. That heavy code travels at
+// the end of the file, in a comment (raw-deflated, base64), as parts, each with a V8 code cache made
+// here for exactly its source: `heavy` (the commands, gRPC), and the ones it loads only when it first
+// imports them (LAZY_PARTS: the AWS SDK, dbus-next, the MIME parser). A small loader
+// (src/heavy-loader.ts), embedded where src/lazy.ts expects the heavy part, reads them. In the heavy
+// part, @grpc/proto-loader is src/adapters/proto-precompiled.ts over the descriptors of proto/ parsed here.
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
@@ -23,7 +24,6 @@ import { brotliCompressSync, constants, deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const OUT = 'dist/node-bootstrap.mjs';
-const HEAVY_FILENAME = 'node-bootstrap:heavy.cjs';
 const INDEX_PREFIX = '//# nb-payload ';
 
 const common = {
@@ -37,11 +37,11 @@ const common = {
   logLevel: 'warning',
 };
 
-/** A CommonJS bundle as the function expression lazy.ts and heavy-loader.ts run. */
+/** A CommonJS bundle as the function expression lazy.ts and heavy-loader.ts run (PartFn). */
 async function cjsFunction(entry, tail = '', extra = {}) {
   const out = await build({
     ...common,
-    entryPoints: [entry],
+    ...(typeof entry === 'string' ? { entryPoints: [entry] } : { stdin: entry }),
     format: 'cjs',
     write: false,
     banner: { js: extra.banner ?? '' },
@@ -51,7 +51,7 @@ async function cjsFunction(entry, tail = '', extra = {}) {
     // The embedding module hands over its own URL (proto/ is found next to the bundle).
     define: { 'import.meta.url': '__nbEntryUrl', ...extra.define },
   });
-  return `(function (module, require, __nbEntryUrl) { var exports = module.exports;\n${out.outputFiles[0].text}\n${tail}})`;
+  return `(function (module, require, __nbEntryUrl, __nbPart) { var exports = module.exports;\n${out.outputFiles[0].text}\n${tail}})`;
 }
 
 /**
@@ -137,33 +137,86 @@ const precompiledProtos = {
 
 // esbuild escapes every non-ASCII character in code (charset ascii, its default); what is left is
 // in comments. Replacing those keeps the source pure ASCII: a one-byte V8 string, decoded as latin1.
+/**
+ * The parts loaded only when the heavy part first imports one of their modules (heavy-loader.ts):
+ * part name -> { module specifier as imported in src/ -> what the part bundles for it }.
+ */
+const LAZY_PARTS = {
+  aws: { '@aws-sdk/client-ecr': '@aws-sdk/client-ecr', './proxy-agent.js': './src/adapters/proxy-agent.ts' },
+  dbus: { 'dbus-next': 'dbus-next' },
+  mime: { 'postal-mime': 'postal-mime' },
+};
+const lazyParts = {
+  name: 'lazy-parts',
+  setup(b) {
+    const owner = new Map(
+      Object.entries(LAZY_PARTS).flatMap(([part, mods]) => Object.keys(mods).map((m) => [m, part])),
+    );
+    const literal = (m) => m.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    b.onResolve({ filter: new RegExp(`^(${[...owner.keys()].map(literal).join('|')})$`) }, (a) => {
+      const part = owner.get(a.path);
+      // A relative specifier is the part's only when it names the very file the part bundles.
+      const target = LAZY_PARTS[part][a.path];
+      if (
+        a.path.startsWith('.') &&
+        resolve(dirname(a.importer), a.path.replace(/\.js$/, '.ts')) !== resolve(target)
+      )
+        return undefined;
+      return { path: a.path, namespace: 'nb-part', pluginData: part };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'nb-part' }, (a) => ({
+      contents: `module.exports = __nbPart(${JSON.stringify(a.pluginData)})[${JSON.stringify(a.path)}];`,
+      loader: 'js',
+    }));
+  },
+};
+
+const partOptions = {
+  // import() of Node built-ins (the AWS SDK has a few) as require(): a script compiled from a V8
+  // code cache has no dynamic import callback on Node 20 ("A dynamic import callback was not
+  // specified"), and built-ins need none.
+  supported: { 'dynamic-import': false },
+  // Read by every command (the ESM loader reads the whole bundle) and compiled at every heavy
+  // start: minified it is half the bytes. keepNames: libraries and errors keep their class and
+  // function names. (Stack traces name columns of long lines; there is no source map either way.)
+  minify: !process.env.NB_NO_MINIFY,
+};
+// esbuild escapes every non-ASCII character in code (charset ascii, its default); what is left is
+// in comments. Replacing those keeps the source pure ASCII: a one-byte V8 string, decoded as latin1.
+const ascii = (source) => source.replace(/[^\x00-\x7f]/g, '?');
+
 const protos = precompileProtos();
-const heavy = (
-  await cjsFunction('src/heavy.ts', '', {
-    plugins: [precompiledProtos],
-    banner: precompileCodecs(protos),
-    // import() of Node built-ins (the AWS SDK has a few) as require(): a script compiled from a V8
-    // code cache has no dynamic import callback on Node 20 ("A dynamic import callback was not
-    // specified"), and built-ins need none.
-    supported: { 'dynamic-import': false },
-    define: { __NB_PROTOS__: JSON.stringify(protos) },
-    // Read by every command (the ESM loader reads the whole bundle) and compiled at every heavy
-    // start: minified it is half the bytes (4.0 -> 2.1 MB of source to inflate and compile). keepNames: libraries and errors keep
-    // their class and function names. (Stack traces name columns of long lines; there is no source
-    // map either way.)
-    minify: true,
-  })
-).replace(/[^\x00-\x7f]/g, '?');
+const sources = {
+  heavy: ascii(
+    await cjsFunction('src/heavy.ts', '', {
+      ...partOptions,
+      plugins: [precompiledProtos, lazyParts],
+      banner: precompileCodecs(protos),
+      define: { __NB_PROTOS__: JSON.stringify(protos) },
+    }),
+  ),
+};
+for (const [name, mods] of Object.entries(LAZY_PARTS)) {
+  const contents = `module.exports = {\n${Object.entries(mods)
+    .map(([spec, path]) => `  ${JSON.stringify(spec)}: require(${JSON.stringify(path)}),`)
+    .join('\n')}\n};\n`;
+  sources[name] = ascii(
+    await cjsFunction({ contents, resolveDir: resolve('.'), sourcefile: `${name}-part.js` }, '', partOptions),
+  );
+}
 
 /**
  * Runs in a child node (no flags, no NODE_OPTIONS: V8 rejects a cache made under other flags): compiles
- * the heavy part exactly as src/heavy-loader.ts does, runs its module initialisation, then trains it
- * with one `run` (config, logger, runner, containerd-socket, cri, sandbox-image with the image present)
- * against a stand-in containerd on a private unix socket, so that what a boot runs is compiled; then
- * writes the code cache. Self-contained: its source is handed to `node -e`.
+ * each part exactly as src/heavy-loader.ts does, runs the heavy part's module initialisation, then
+ * trains it with one `run` (config, logger, runner, containerd-socket, cri, sandbox-image with the
+ * image present) against a stand-in containerd on a private unix socket, so that what a boot runs is
+ * compiled; then the aws part with one GetAuthorizationToken against a stand-in ECR API (what a boot
+ * without its image runs next), and the others' initialisation; then writes each part's code cache.
+ * Self-contained: its source is handed to `node -e`.
  */
-async function trainHeavy(srcFile, outFile, entryFile, filename) {
+async function trainHeavy(partsDir, names, entryFile) {
   const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+  const http = require('node:http');
   const http2 = require('node:http2');
   const { createRequire } = require('node:module');
   const { tmpdir } = require('node:os');
@@ -172,10 +225,21 @@ async function trainHeavy(srcFile, outFile, entryFile, filename) {
   const { Script } = require('node:vm');
   const protobuf = require('protobufjs');
 
-  const script = new Script(readFileSync(srcFile, 'latin1'), { filename });
   const entryUrl = pathToFileURL(entryFile).href;
-  const heavy = { exports: {} };
-  script.runInThisContext()(heavy, createRequire(entryFile), entryUrl);
+  const scripts = new Map();
+  const loaded = new Map();
+  const part = (name) => {
+    if (loaded.has(name)) return loaded.get(name);
+    const script = new Script(readFileSync(join(partsDir, `${name}.cjs`), 'latin1'), {
+      filename: `node-bootstrap:${name}.cjs`,
+    });
+    scripts.set(name, script);
+    const module = { exports: {} };
+    script.runInThisContext()(module, createRequire(entryFile), entryUrl, part);
+    loaded.set(name, module.exports);
+    return module.exports;
+  };
+  const heavy = { exports: part('heavy') };
 
   let trained = 'init only';
   const dir = mkdtempSync(join(tmpdir(), 'nb-train-'));
@@ -261,19 +325,55 @@ async function trainHeavy(srcFile, outFile, entryFile, filename) {
     server.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  writeFileSync(outFile, script.createCachedData());
+  if (names.includes('aws')) {
+    // The SDK's first call: client set-up, middleware stack, signing, the JSON protocol.
+    const ecr = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(
+          JSON.stringify({
+            authorizationData: [
+              {
+                authorizationToken: Buffer.from('AWS:train').toString('base64'),
+                expiresAt: Date.now() / 1000 + 3600,
+                proxyEndpoint: 'https://602401143452.dkr.ecr.us-west-2.amazonaws.com',
+              },
+            ],
+          }),
+        );
+      });
+    });
+    try {
+      await new Promise((r) => ecr.listen(0, '127.0.0.1', r));
+      const sdk = part('aws')['@aws-sdk/client-ecr'];
+      const client = new sdk.ECRClient({
+        region: 'us-west-2',
+        endpoint: `http://127.0.0.1:${ecr.address().port}`,
+        credentials: { accessKeyId: 'AKIDTRAINING', secretAccessKey: 'training' },
+      });
+      await client.send(new sdk.GetAuthorizationTokenCommand({ registryIds: ['602401143452'] }));
+      client.destroy();
+    } catch (err) {
+      trained += `; aws part: training failed: ${err}`;
+    } finally {
+      ecr.close();
+    }
+  }
+  for (const name of names) part(name);
+  for (const [name, script] of scripts)
+    writeFileSync(join(partsDir, `${name}.cache`), script.createCachedData());
   process.stdout.write(`\n${JSON.stringify({ v8: process.versions.v8, trained })}\n`);
   process.exit(0);
 }
 
-/** The V8 code cache of the heavy part (see trainHeavy); undefined when it cannot be made. */
-function codeCache(source) {
+/** The V8 code cache of each part (see trainHeavy), by name; empty when none can be made. */
+function codeCaches(sources) {
   const dir = mkdtempSync(join(tmpdir(), 'nb-build-'));
   try {
-    const src = join(dir, 'heavy.cjs');
-    const out = join(dir, 'heavy.cache');
-    writeFileSync(src, source, 'latin1');
-    const args = [src, out, resolve(OUT), HEAVY_FILENAME].map((a) => JSON.stringify(a)).join(', ');
+    const names = Object.keys(sources);
+    for (const name of names) writeFileSync(join(dir, `${name}.cjs`), sources[name], 'latin1');
+    const args = [dir, names, resolve(OUT)].map((a) => JSON.stringify(a)).join(', ');
     const r = spawnSync(process.execPath, ['-e', `(${trainHeavy})(${args})`], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       encoding: 'utf8',
@@ -281,19 +381,22 @@ function codeCache(source) {
     });
     const result = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').at(-1)) : undefined;
     if (!result) {
-      // Only slower without it: the build still succeeds.
-      console.warn(`build: no V8 code cache for the heavy part: ${r.stderr || r.error}`);
-      return undefined;
+      // Only slower without them: the build still succeeds.
+      console.warn(`build: no V8 code cache for the heavy parts: ${r.stderr || r.error}`);
+      return { v8: '', data: {} };
     }
     if (result.trained !== 'trained')
-      console.warn(`build: V8 code cache of the heavy part: ${result.trained}`);
-    return { data: readFileSync(out), v8: result.v8 };
+      console.warn(`build: V8 code cache of the heavy parts: ${result.trained}`);
+    return {
+      v8: result.v8,
+      data: Object.fromEntries(names.map((n) => [n, readFileSync(join(dir, `${n}.cache`))])),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-const cache = codeCache(heavy);
+const caches = codeCaches(sources);
 const loader = await cjsFunction(
   'src/heavy-loader.ts',
   'module.exports = module.exports.loadHeavy(require, __nbEntryUrl);\n',
@@ -330,16 +433,24 @@ const code = Buffer.from(main.outputFiles[0].contents);
 const head = '\n/* node-bootstrap heavy part (scripts/build.mjs, src/heavy-loader.ts): data, not code';
 let offset = code.length + head.length;
 const parts = [];
-const part = (b64) => {
+const part = (data) => {
+  const b64 = deflateRawSync(data, { level: 9 }).toString('base64');
   const at = offset + 1;
   parts.push(`\n${b64}`);
   offset = at + b64.length;
-  return [at, b64.length];
+  return [at, b64.length, data.length];
 };
 const index = {
-  src: part(deflateRawSync(Buffer.from(heavy, 'latin1'), { level: 9 }).toString('base64')),
-  cache: cache ? part(deflateRawSync(cache.data, { level: 9 }).toString('base64')) : null,
-  v8: cache?.v8 ?? '',
+  v8: caches.v8,
+  parts: Object.fromEntries(
+    Object.entries(sources).map(([name, source]) => [
+      name,
+      {
+        src: part(Buffer.from(source, 'latin1')),
+        cache: caches.data[name] ? part(caches.data[name]) : null,
+      },
+    ]),
+  ),
 };
 const payload = `${head}${parts.join('')}\n*/\n${INDEX_PREFIX}${JSON.stringify(index)}\n`;
 // Written whole and renamed: a run started during a build never sees half a bundle.

@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { type Env, readEnv } from './env.js';
 import { BootError } from './errors.js';
 import { PHASE_NAMES, type PhaseName } from './runner/phase.js';

@@ -2,7 +2,7 @@
  * systemd over the system bus (dbus-next): unit state, state changes as events, and starting a unit
  * with its job tracked to the end. Thin: decisions live in core/unit-state.ts.
  */
-import dbus from 'dbus-next';
+import type dbus from 'dbus-next';
 import type { UnitState } from '../core/unit-state.js';
 
 const SYSTEMD = 'org.freedesktop.systemd1';
@@ -62,19 +62,26 @@ export function createSystemd(): Systemd {
   let closed = false;
   /** Handlers of incoming signals; one bus listener dispatches to all of them. */
   const onSignal = new Set<(msg: dbus.Message) => void>();
-  const getBus = (): dbus.MessageBus => {
+  /** dbus-next itself is loaded on first use too (the bundle keeps it in its own lazy part). */
+  let lib: Promise<typeof dbus> | undefined;
+  const dbusNext = (): Promise<typeof dbus> => {
+    lib ??= import('dbus-next').then((m) => m.default);
+    return lib;
+  };
+  const getBus = async (): Promise<{ bus: dbus.MessageBus; lib: typeof dbus }> => {
+    const d = await dbusNext();
     if (!bus) {
-      const b = dbus.systemBus();
+      const b = d.systemBus();
       // A bus that cannot be reached reports it here, not through the pending calls.
       failed = new Promise<never>((_, reject) => b.on('error', reject));
       failed.catch(() => {});
       b.on('message', (msg: dbus.Message) => {
-        if (msg.type !== dbus.MessageType.SIGNAL) return;
+        if (msg.type !== d.MessageType.SIGNAL) return;
         for (const handle of [...onSignal]) handle(msg);
       });
       bus = b;
     }
-    return bus;
+    return { bus, lib: d };
   };
   const viaBus = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed as Promise<never>]);
   /** A method call; resolves with the reply's body (variants as dbus-next Variants, 't' as BigInt). */
@@ -86,8 +93,9 @@ export function createSystemd(): Systemd {
     signature = '',
     body: unknown[] = [],
   ): Promise<unknown[]> => {
-    const msg = new dbus.Message({ destination, path, interface: iface, member, signature, body });
-    const reply = await getBus().call(msg);
+    const { bus: connected, lib: d } = await getBus();
+    const msg = new d.Message({ destination, path, interface: iface, member, signature, body });
+    const reply = await connected.call(msg);
     return reply?.body ?? [];
   };
   const systemd = (path: string, iface: string, member: string, signature?: string, body?: unknown[]) =>
