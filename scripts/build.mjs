@@ -7,6 +7,7 @@
 // (src/heavy-loader.ts), embedded where src/lazy.ts expects the heavy part, reads them. In the heavy
 // part, @grpc/proto-loader is src/adapters/proto-precompiled.ts over the descriptors of proto/ parsed here.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   mkdirSync,
@@ -207,23 +208,17 @@ for (const [name, mods] of Object.entries(LAZY_PARTS)) {
 
 /**
  * Runs in a child node (no flags, no NODE_OPTIONS: V8 rejects a cache made under other flags): compiles
- * each part exactly as src/heavy-loader.ts does, runs the heavy part's module initialisation, then
- * trains it with one `run` (config, logger, runner, containerd-socket, cri, sandbox-image with the
- * image present) against a stand-in containerd on a private unix socket, so that what a boot runs is
- * compiled; then the aws part with one GetAuthorizationToken against a stand-in ECR API (what a boot
- * without its image runs next), and the others' initialisation; then writes each part's code cache.
+ * each part exactly as src/heavy-loader.ts does, runs the heavy part's training (src/commands/train.ts:
+ * a boot against stand-ins, then an ECR token through the SDK) so that what a boot runs is compiled,
+ * initialises the parts training did not reach, then writes each part's code cache.
  * Self-contained: its source is handed to `node -e`.
  */
 async function trainHeavy(partsDir, names, entryFile) {
-  const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
-  const http = require('node:http');
-  const http2 = require('node:http2');
+  const { readFileSync, writeFileSync } = require('node:fs');
   const { createRequire } = require('node:module');
-  const { tmpdir } = require('node:os');
   const { join } = require('node:path');
   const { pathToFileURL } = require('node:url');
   const { Script } = require('node:vm');
-  const protobuf = require('protobufjs');
 
   const entryUrl = pathToFileURL(entryFile).href;
   const scripts = new Map();
@@ -239,127 +234,7 @@ async function trainHeavy(partsDir, names, entryFile) {
     loaded.set(name, module.exports);
     return module.exports;
   };
-  const heavy = { exports: part('heavy') };
-
-  let trained = 'init only';
-  const dir = mkdtempSync(join(tmpdir(), 'nb-train-'));
-  const server = http2.createServer();
-  try {
-    const root = protobuf.loadSync(
-      ['cri.proto', 'containerd.proto', 'containerd-version.proto'].map((f) => join('proto', f)),
-    );
-    const image = '602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10';
-    const ctdImage = {
-      name: image,
-      labels: { 'io.cri-containerd.pinned': 'pinned' },
-      target: {
-        mediaType: 'application/vnd.oci.image.index.v1+json',
-        digest: `sha256:${'0'.repeat(64)}`,
-        size: 1,
-      },
-    };
-    const answers = {
-      '/runtime.v1.RuntimeService/Version': [
-        'runtime.v1.VersionResponse',
-        { version: '0.1.0', runtimeName: 'containerd', runtimeVersion: 'v1.7.24', runtimeApiVersion: 'v1' },
-      ],
-      '/runtime.v1.RuntimeService/Status': [
-        'runtime.v1.StatusResponse',
-        {
-          status: {
-            conditions: [
-              { type: 'RuntimeReady', status: true },
-              { type: 'NetworkReady', status: false, reason: 'NetworkPluginNotReady' },
-            ],
-          },
-          info: { config: JSON.stringify({ sandboxImage: image, containerd: { snapshotter: 'overlayfs' } }) },
-        },
-      ],
-      '/runtime.v1.ImageService/ImageStatus': [
-        'runtime.v1.ImageStatusResponse',
-        { image: { id: `sha256:${'1'.repeat(64)}`, repoTags: [image], size: 1, pinned: true } },
-      ],
-      '/containerd.services.version.v1.Version/Version': [
-        'containerd.services.version.v1.VersionResponse',
-        { version: '1.7.24', revision: 'train' },
-      ],
-      '/containerd.services.images.v1.Images/Get': [
-        'containerd.services.images.v1.GetImageResponse',
-        { image: ctdImage },
-      ],
-      '/containerd.services.images.v1.Images/Update': [
-        'containerd.services.images.v1.UpdateImageResponse',
-        { image: ctdImage },
-      ],
-    };
-    server.on('stream', (stream, headers) => {
-      stream.on('error', () => {});
-      const answer = answers[headers[':path']];
-      if (!answer)
-        return stream.respond(
-          { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12' },
-          { endStream: true },
-        );
-      const type = root.lookupType(answer[0]);
-      const body = Buffer.from(type.encode(type.fromObject(answer[1])).finish());
-      const frame = Buffer.alloc(5);
-      frame.writeUInt32BE(body.length, 1);
-      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.end(Buffer.concat([frame, body]));
-      stream.resume();
-    });
-    const socket = join(dir, 'c.sock');
-    await new Promise((r) => server.listen(socket, r));
-    const config = join(dir, 'config.yaml');
-    writeFileSync(
-      config,
-      `region: us-west-2\ncontainerd:\n  socket: ${socket}\ntimeouts:\n  containerd-socket: 5s\n  cri: 5s\n  sandbox-image: 5s\n`,
-    );
-    const args = { config, skip: 'containerd-unit,resolv-conf,kubelet', 'state-dir': join(dir, 'state') };
-    const code = await heavy.exports.run(args, new AbortController().signal);
-    trained = code === 0 ? 'trained' : `training run exited ${code}`;
-  } catch (err) {
-    trained = `training failed: ${err}`;
-  } finally {
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-  if (names.includes('aws')) {
-    // The SDK's first call: client set-up, middleware stack, signing, the JSON protocol.
-    const ecr = http.createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' });
-        res.end(
-          JSON.stringify({
-            authorizationData: [
-              {
-                authorizationToken: Buffer.from('AWS:train').toString('base64'),
-                expiresAt: Date.now() / 1000 + 3600,
-                proxyEndpoint: 'https://602401143452.dkr.ecr.us-west-2.amazonaws.com',
-              },
-            ],
-          }),
-        );
-      });
-    });
-    try {
-      await new Promise((r) => ecr.listen(0, '127.0.0.1', r));
-      const sdk = part('aws')['@aws-sdk/client-ecr'];
-      const client = new sdk.ECRClient({
-        region: 'us-west-2',
-        endpoint: `http://127.0.0.1:${ecr.address().port}`,
-        credentials: { accessKeyId: 'AKIDTRAINING', secretAccessKey: 'training' },
-      });
-      await client.send(new sdk.GetAuthorizationTokenCommand({ registryIds: ['602401143452'] }));
-      client.destroy();
-    } catch (err) {
-      trained += `; aws part: training failed: ${err}`;
-    } finally {
-      ecr.close();
-    }
-  }
+  const trained = await part('heavy').train();
   for (const name of names) part(name);
   for (const [name, script] of scripts)
     writeFileSync(join(partsDir, `${name}.cache`), script.createCachedData());
@@ -385,8 +260,8 @@ function codeCaches(sources) {
       console.warn(`build: no V8 code cache for the heavy parts: ${r.stderr || r.error}`);
       return { v8: '', data: {} };
     }
-    if (result.trained !== 'trained')
-      console.warn(`build: V8 code cache of the heavy parts: ${result.trained}`);
+    if (result.trained !== 'boot run, ECR token')
+      console.warn(`build: V8 code caches made after an incomplete training: ${result.trained}`);
     return {
       v8: result.v8,
       data: Object.fromEntries(names.map((n) => [n, readFileSync(join(dir, `${n}.cache`))])),
@@ -441,6 +316,8 @@ const part = (data) => {
   return [at, b64.length, data.length];
 };
 const index = {
+  // The startup cache's folder for this build (src/payload.ts): a hash of what the parts are.
+  id: createHash('sha256').update(JSON.stringify(sources)).digest('hex').slice(0, 16),
   v8: caches.v8,
   parts: Object.fromEntries(
     Object.entries(sources).map(([name, source]) => [

@@ -6,3 +6,4 @@
 export { check } from './commands/check.js';
 export { prefetch } from './commands/prefetch.js';
 export { guard, run } from './commands/run.js';
+export { train } from './commands/train.js';

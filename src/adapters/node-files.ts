@@ -163,7 +163,7 @@ export function createNodeFiles(root = '/'): NodeFiles {
  * or the new one), creating its directory. The temp file is hidden and lacks the final suffix:
  * node_exporter reads only *.prom, log collectors skip dotfiles.
  */
-export function writeFileAtomic(path: string, text: string, mode = 0o644): void {
+export function writeFileAtomic(path: string, text: string | Uint8Array, mode = 0o644): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   try {

@@ -27,6 +27,8 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BootError, EXIT } from '../errors.js';
+import { STARTUP_CACHE_DIR } from '../payload.js';
+import { writeStartupCache } from './startup-cache.js';
 
 /** Where systemd looks for units, relative to the root (the ones a nodeadm-run.service may be in). */
 const UNIT_HOMES = ['etc/systemd/system', 'usr/lib/systemd/system', 'lib/systemd/system'];
@@ -344,6 +346,13 @@ export async function install(v: Values): Promise<number> {
   const unitsDir = findUnitsDir();
   const plan = planInstall(unitsDir, bin, mode as Mode);
   const done = applyInstall(root, plan);
+  let cache: Awaited<ReturnType<typeof writeStartupCache>>;
+  try {
+    cache = await writeStartupCache(root);
+  } catch (err) {
+    throw err instanceof BootError ? err : unwritable(join(root, 'var/cache/node-bootstrap'), err);
+  }
+  done.push(...cache.done);
 
   const out = [`node-bootstrap install --mode ${mode}: ${unitsDir} → ${root}`];
   for (const d of done) out.push(`  ${d.action.padEnd(9)}  /${d.path}${d.target ? ` → ${d.target}` : ''}`);
@@ -353,6 +362,11 @@ export async function install(v: Values): Promise<number> {
     out.push(`${changed} change(s); enabled: ${MODE_UNITS[plan.mode].enable.join(', ')}`);
     if (root === '/') out.push('run `systemctl daemon-reload` to load them into the running systemd');
   }
+  out.push(
+    cache.skipped
+      ? `startup cache: skipped (${cache.skipped})`
+      : `startup cache: /${STARTUP_CACHE_DIR.slice(1)} (V8 code caches: ${cache.codeCaches === 'bundle' ? "the bundle's, this node's V8 made them" : `made here for V8 ${process.versions.v8}, trained on: ${cache.trained}`})`,
+  );
   if (plan.mode === 'nodeadm' && !UNIT_HOMES.some((d) => existsSync(join(root, d, 'nodeadm-run.service'))))
     out.push(
       `warning: ${root} has no nodeadm-run.service: the drop-in takes effect once nodeadm is installed`,

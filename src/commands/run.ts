@@ -10,6 +10,7 @@ import { type Config, DEFAULT_STATE_DIR, loadConfig } from '../config.js';
 import { verdictLine } from '../core/summary.js';
 import { BootError, EXIT } from '../errors.js';
 import { createLogger, journalDestination } from '../log.js';
+import { startupLoads } from '../payload.js';
 import { readBootId, timelineOutputs } from '../runner/outputs.js';
 import { isPhaseName, PHASE_NAMES, type Phase, type PhaseName } from '../runner/phase.js';
 import { runPhases } from '../runner/runner.js';
@@ -38,12 +39,21 @@ export function parseSkip(value: string | undefined): Set<PhaseName> {
  */
 export const OBSERVE_PHASE_MS = 30_000;
 
+/** For a caller that runs a sequence for its own ends (commands/train.ts): no log, no console lines. */
+export interface SequenceOptions {
+  quiet?: boolean;
+}
+
 async function sequence(
   command: 'run' | 'guard' | 'observe',
   build: (cfg: Config, a: BootAdapters, stateDir: string) => Phase[],
   v: Values,
   signal: AbortSignal,
+  opts: SequenceOptions = {},
 ): Promise<number> {
+  const print = (line: string): void => {
+    if (!opts.quiet) process.stdout.write(`${line}\n`);
+  };
   // Everything that can be wrong with the input is found before anything on the node is touched.
   const skip = parseSkip(v.skip as string | undefined);
   const cfg = withRenderedSocket(loadConfig({ file: v.config as string | undefined }));
@@ -51,7 +61,10 @@ async function sequence(
   // Under systemd (stdout goes to the journal) entries go to journald natively, with fields.
   const journal = cfg.env.journalStream ? createJournal() : undefined;
   // `command` on every entry (NODE_BOOTSTRAP_COMMAND): `report` tells a boot run from a guard run.
-  const log = createLogger(journal ? { destination: journalDestination(journal.send) } : {}).child({
+  const log = createLogger({
+    ...(journal ? { destination: journalDestination(journal.send) } : {}),
+    ...(opts.quiet ? { level: 'silent' } : {}),
+  }).child({
     command,
   });
   const notifier = createNotifier(cfg.env.notifySocket);
@@ -87,9 +100,10 @@ async function sequence(
         // --observe reports every phase's findings, not only the first failure's.
         keepGoing: command === 'observe',
         configSources: cfg.sources,
+        startup: startupLoads(),
         notify: notifier.status,
         // One line per phase on stdout: the console under systemd (StandardOutput=journal+console).
-        summary: (line) => process.stdout.write(`${line}\n`),
+        summary: print,
         // A copy for the log collector (/var/log/node-bootstrap) and node_exporter textfile metrics.
         onSave: timelineOutputs(
           { ...cfg.report, textfileDir: cfg.metrics.textfileDir },
@@ -112,7 +126,7 @@ async function sequence(
         verdict,
       );
     else log.info({ result: 'ok', durationMs: took }, verdict);
-    process.stdout.write(`${verdictLine({ command, phases: status.phases, durationMs: took, error })}\n`);
+    print(verdictLine({ command, phases: status.phases, durationMs: took, error }));
     if (error) return error.exitCode;
     return EXIT.ok;
   } finally {
@@ -122,7 +136,9 @@ async function sequence(
   }
 }
 
-export const run = (v: Values, signal: AbortSignal): Promise<number> =>
-  v.observe ? sequence('observe', observeSequence, v, signal) : sequence('run', bootSequence, v, signal);
+export const run = (v: Values, signal: AbortSignal, opts?: SequenceOptions): Promise<number> =>
+  v.observe
+    ? sequence('observe', observeSequence, v, signal, opts)
+    : sequence('run', bootSequence, v, signal, opts);
 export const guard = (v: Values, signal: AbortSignal): Promise<number> =>
   sequence('guard', guardSequence, v, signal);

@@ -19,6 +19,8 @@ export interface RunnerOptions {
   /** File name of the timeline under stateDir (default status.json; guard keeps its own). */
   statusFile?: string;
   configSources?: string[];
+  /** What loaded this process's code (status.json `startup`); the same array as it grows. */
+  startup?: RunStatus['startup'];
   /** Live status line (sd_notify STATUS=). */
   notify?: (status: string) => void;
   /** One self-contained line per phase that ended (core/summary.ts), for stdout and the console. */
@@ -77,6 +79,7 @@ export async function runPhases(phases: readonly Phase[], opts: RunnerOptions): 
     startedAt: new Date().toISOString(),
     result: 'running',
     configSources: opts.configSources ?? [],
+    ...(opts.startup?.length ? { startup: opts.startup } : {}),
     phases: phases.map((p) => ({ name: p.name, result: 'not-run', warnings: [], facts: {} })),
   };
   const save = (): void => {

