@@ -38,10 +38,10 @@ async function installedCache(dir: string): Promise<string> {
   return join(root, 'var', 'cache', 'node-bootstrap');
 }
 
-/** The two ways a run finds its code: the startup cache `install` made, or the bundle alone. */
+/** The two ways a run finds its code: the startup cache `install` made, or the bundle alone (no code cache). */
 const variants = (cacheDir: string) => [
   { label: 'installed (startup cache)', env: { NODE_BOOTSTRAP_CACHE_DIR: cacheDir } },
-  { label: 'bundle only', env: { NODE_BOOTSTRAP_CACHE_DIR: join(cacheDir, 'none') } },
+  { label: 'not installed (compiled)', env: { NODE_BOOTSTRAP_CACHE_DIR: join(cacheDir, 'none') } },
 ];
 
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;

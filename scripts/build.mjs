@@ -1,25 +1,16 @@
 // Builds the one shipped artifact: dist/node-bootstrap.mjs, a single ESM file.
 // The commands that need gRPC, AWS or D-Bus (src/heavy.ts) are bundled separately and kept out of
 // the light commands' way: light commands never parse or compile them. That heavy code travels at
-// the end of the file, in a comment (raw-deflated, base64), as parts, each with a V8 code cache made
-// here for exactly its source: `heavy` (the commands, gRPC), and the ones it loads only when it first
-// imports them (LAZY_PARTS: the AWS SDK, dbus-next, the MIME parser). A small loader
-// (src/heavy-loader.ts), embedded where src/lazy.ts expects the heavy part, reads them. In the heavy
-// part, @grpc/proto-loader is src/adapters/proto-precompiled.ts over the descriptors of proto/ parsed here.
-import { spawnSync } from 'node:child_process';
+// the end of the file, in a comment (raw-deflated, base64), as parts: `heavy` (the commands, gRPC),
+// and the ones it loads only when it first imports them (LAZY_PARTS: the AWS SDK, dbus-next, the
+// MIME parser). A small loader (src/heavy-loader.ts), embedded where src/lazy.ts expects the heavy
+// part, reads them. No V8 code cache is made here: one only fits the V8 that made it, so `install`
+// makes them on the node image (src/commands/startup-cache.ts), and the bundle is byte-reproducible.
+// In the heavy part, @grpc/proto-loader is src/adapters/proto-precompiled.ts over the descriptors of
+// proto/ parsed here.
 import { createHash } from 'node:crypto';
-import {
-  chmodSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { brotliCompressSync, constants, deflateRawSync } from 'node:zlib';
 import { build } from 'esbuild';
@@ -180,7 +171,7 @@ const partOptions = {
   // Read by every command (the ESM loader reads the whole bundle) and compiled at every heavy
   // start: minified it is half the bytes. keepNames: libraries and errors keep their class and
   // function names. (Stack traces name columns of long lines; there is no source map either way.)
-  minify: !process.env.NB_NO_MINIFY,
+  minify: true,
 };
 // esbuild escapes every non-ASCII character in code (charset ascii, its default); what is left is
 // in comments. Replacing those keeps the source pure ASCII: a one-byte V8 string, decoded as latin1.
@@ -206,72 +197,6 @@ for (const [name, mods] of Object.entries(LAZY_PARTS)) {
   );
 }
 
-/**
- * Runs in a child node (no flags, no NODE_OPTIONS: V8 rejects a cache made under other flags): compiles
- * each part exactly as src/heavy-loader.ts does, runs the heavy part's training (src/commands/train.ts:
- * a boot against stand-ins, then an ECR token through the SDK) so that what a boot runs is compiled,
- * initialises the parts training did not reach, then writes each part's code cache.
- * Self-contained: its source is handed to `node -e`.
- */
-async function trainHeavy(partsDir, names, entryFile) {
-  const { readFileSync, writeFileSync } = require('node:fs');
-  const { createRequire } = require('node:module');
-  const { join } = require('node:path');
-  const { pathToFileURL } = require('node:url');
-  const { Script } = require('node:vm');
-
-  const entryUrl = pathToFileURL(entryFile).href;
-  const scripts = new Map();
-  const loaded = new Map();
-  const part = (name) => {
-    if (loaded.has(name)) return loaded.get(name);
-    const script = new Script(readFileSync(join(partsDir, `${name}.cjs`), 'latin1'), {
-      filename: `node-bootstrap:${name}.cjs`,
-    });
-    scripts.set(name, script);
-    const module = { exports: {} };
-    script.runInThisContext()(module, createRequire(entryFile), entryUrl, part);
-    loaded.set(name, module.exports);
-    return module.exports;
-  };
-  const trained = await part('heavy').train();
-  for (const name of names) part(name);
-  for (const [name, script] of scripts)
-    writeFileSync(join(partsDir, `${name}.cache`), script.createCachedData());
-  process.stdout.write(`\n${JSON.stringify({ v8: process.versions.v8, trained })}\n`);
-  process.exit(0);
-}
-
-/** The V8 code cache of each part (see trainHeavy), by name; empty when none can be made. */
-function codeCaches(sources) {
-  const dir = mkdtempSync(join(tmpdir(), 'nb-build-'));
-  try {
-    const names = Object.keys(sources);
-    for (const name of names) writeFileSync(join(dir, `${name}.cjs`), sources[name], 'latin1');
-    const args = [dir, names, resolve(OUT)].map((a) => JSON.stringify(a)).join(', ');
-    const r = spawnSync(process.execPath, ['-e', `(${trainHeavy})(${args})`], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
-    const result = r.status === 0 ? JSON.parse(r.stdout.trim().split('\n').at(-1)) : undefined;
-    if (!result) {
-      // Only slower without them: the build still succeeds.
-      console.warn(`build: no V8 code cache for the heavy parts: ${r.stderr || r.error}`);
-      return { v8: '', data: {} };
-    }
-    if (result.trained !== 'boot run, ECR token')
-      console.warn(`build: V8 code caches made after an incomplete training: ${result.trained}`);
-    return {
-      v8: result.v8,
-      data: Object.fromEntries(names.map((n) => [n, readFileSync(join(dir, `${n}.cache`))])),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-const caches = codeCaches(sources);
 const loader = await cjsFunction(
   'src/heavy-loader.ts',
   'module.exports = module.exports.loadHeavy(require, __nbEntryUrl);\n',
@@ -318,15 +243,8 @@ const part = (data) => {
 const index = {
   // The startup cache's folder for this build (src/payload.ts): a hash of what the parts are.
   id: createHash('sha256').update(JSON.stringify(sources)).digest('hex').slice(0, 16),
-  v8: caches.v8,
   parts: Object.fromEntries(
-    Object.entries(sources).map(([name, source]) => [
-      name,
-      {
-        src: part(Buffer.from(source, 'latin1')),
-        cache: caches.data[name] ? part(caches.data[name]) : null,
-      },
-    ]),
+    Object.entries(sources).map(([name, source]) => [name, { src: part(Buffer.from(source, 'latin1')) }]),
   ),
 };
 const payload = `${head}${parts.join('')}\n*/\n${INDEX_PREFIX}${JSON.stringify(index)}\n`;

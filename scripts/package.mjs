@@ -7,7 +7,7 @@
 // The three carry the same files (the tree staged in dist/pkg/.build/root), so one file list and one
 // install test cover them. Everything is built under dist/ (never /tmp: CIS images mount it noexec),
 // with fixed owners and timestamps (SOURCE_DATE_EPOCH, else the last commit), so packing the same
-// bundle again gives byte-identical packages (the bundle's own V8 code cache differs between builds).
+// bundle again gives byte-identical packages (and the bundle itself is reproducible: no code cache).
 //
 // Needs dist/node-bootstrap.mjs (npm run build). The bundle is self-contained: protos, codecs and
 // every dependency are inside it (scripts/build.mjs); it needs only Node.js >= 20 at run time.

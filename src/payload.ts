@@ -1,10 +1,11 @@
 /**
  * The bundle's payload: the heavy parts (scripts/build.mjs) as base64 of raw-deflated bytes in a
- * comment at the end of dist/node-bootstrap.mjs, each with a V8 code cache made at build time, and an
- * index on the very last line. `node-bootstrap install` (at image-build time) unpacks them into the
- * startup cache, /var/cache/node-bootstrap/<id>/, with code caches made by the node that will run
- * them; a run reads the parts from there when they are present (no base64, no inflate), else from
- * the bundle. Only node:fs, node:path, node:vm and node:zlib: the light commands carry this module.
+ * comment at the end of dist/node-bootstrap.mjs, and an index on the very last line.
+ * `node-bootstrap install` (at image-build time) unpacks them into the startup cache,
+ * /var/cache/node-bootstrap/<id>/, with V8 code caches made there by the node that will run them
+ * (a cache fits only the V8 that made it); a run reads the parts from there when they are present
+ * (no base64, no inflate, compiled from the cache), else from the bundle, compiling them.
+ * Only node:fs, node:path, node:vm and node:zlib: the light commands carry this module.
  */
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,17 +23,8 @@ export type Range = [offset: number, length: number, inflatedLength: number];
 export interface PayloadIndex {
   /** A hash of the parts' sources: the startup cache's folder for this build. */
   id: string;
-  /** process.versions.v8 of the node that made the embedded caches. */
-  v8: string;
-  parts: Record<
-    string,
-    {
-      /** The part's source (ASCII: decoded as latin1, a one-byte V8 string). */
-      src: Range;
-      /** The V8 code cache for exactly that source, or null. */
-      cache: Range | null;
-    }
-  >;
+  /** Each part's source (ASCII: decoded as latin1, a one-byte V8 string). */
+  parts: Record<string, { src: Range }>;
 }
 
 /** How a part is compiled: a CommonJS function expression (scripts/build.mjs cjsFunction). */
@@ -123,7 +115,7 @@ function trusted(path: string): Buffer | undefined {
 export interface PartLoad {
   name: string;
   source: 'startup-cache' | 'bundle';
-  codeCache: 'startup-cache' | 'bundle' | 'none' | 'rejected';
+  codeCache: 'startup-cache' | 'none' | 'rejected';
   ms: number;
 }
 
@@ -167,12 +159,8 @@ export function partLoader(
       source = bundle().unpack(entry.src).toString('latin1');
       load.source = 'bundle';
     }
-    let cachedData = files && trusted(files.cache);
+    const cachedData = files && trusted(files.cache);
     if (cachedData) load.codeCache = 'startup-cache';
-    else if (entry.cache && index.v8 === process.versions.v8) {
-      cachedData = bundle().unpack(entry.cache);
-      load.codeCache = 'bundle';
-    }
     // No importModuleDynamically: scripts/build.mjs turns the parts' import() of built-ins into
     // require(), since a script compiled from a code cache loses that callback on Node 20.
     const script = new Script(source, { filename: partFilename(name), cachedData });

@@ -365,7 +365,7 @@ export async function install(v: Values): Promise<number> {
   out.push(
     cache.skipped
       ? `startup cache: skipped (${cache.skipped})`
-      : `startup cache: /${STARTUP_CACHE_DIR.slice(1)} (V8 code caches: ${cache.codeCaches === 'bundle' ? "the bundle's, this node's V8 made them" : `made here for V8 ${process.versions.v8}, trained on: ${cache.trained}`})`,
+      : `startup cache: /${STARTUP_CACHE_DIR.slice(1)} (V8 ${process.versions.v8} code caches, ${cache.trained ? `trained on: ${cache.trained}` : 'kept: V8 takes them'})`,
   );
   if (plan.mode === 'nodeadm' && !UNIT_HOMES.some((d) => existsSync(join(root, d, 'nodeadm-run.service'))))
     out.push(

@@ -1,18 +1,18 @@
 /**
  * The startup cache `install` makes at image-build time (payload.ts): the bundle's heavy parts
  * unpacked under /var/cache/node-bootstrap/<build id>/, each with a V8 code cache for the node that
- * runs `install`. When that node's V8 made the bundle's own caches (trained at build time) they are
- * copied; otherwise the parts are compiled here and trained as the build trains them (commands/train.ts:
- * a boot against stand-ins, in this process) before their caches are made.
- * A boot then reads plain files: no base64, no inflate, and a cache its V8 accepts. Other builds'
- * folders are removed; a second run with nothing to change writes nothing.
+ * runs `install`, made after training (commands/train.ts: a boot against stand-ins, in this process)
+ * so that it holds what a boot runs compiled. A boot then reads plain files: no base64, no inflate,
+ * and code its V8 need not compile. Other builds' folders and other V8s' caches are removed; a
+ * second run with nothing to change writes nothing (V8 makes the same cache from the same run).
  */
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Script } from 'node:vm';
 import { writeFileAtomic } from '../adapters/node-files.js';
-import { cacheFiles, openPayload, partLoader, STARTUP_CACHE_DIR } from '../payload.js';
+import { cacheFiles, openPayload, partFilename, partLoader, STARTUP_CACHE_DIR } from '../payload.js';
 
 export interface CacheDone {
   /** Relative to the root. */
@@ -22,13 +22,21 @@ export interface CacheDone {
 
 export interface StartupCache {
   done: CacheDone[];
-  /** Where the code caches came from: the bundle's (trained at build time) or made here. */
-  codeCaches: 'bundle' | 'made here' | 'none';
-  /** What the training here ran (commands/train.ts), when the caches were made here. */
+  /** What the training before the code caches ran (commands/train.ts); unset when V8 took the ones there. */
   trained?: string;
   /** Set when there is nothing to cache (a development run from src/). */
   skipped?: string;
 }
+
+/** A regular 0644 file's bytes, or undefined. */
+const ownFile = (path: string): Buffer | undefined => {
+  try {
+    const st = lstatSync(path);
+    return st.isFile() && (st.mode & 0o777) === 0o644 ? readFileSync(path) : undefined;
+  } catch {
+    return undefined;
+  }
+};
 
 const sameFile = (path: string, data: Buffer): boolean => {
   try {
@@ -47,23 +55,29 @@ function bundleFile(): string | undefined {
 
 export async function writeStartupCache(root: string, file = bundleFile()): Promise<StartupCache> {
   const payload = file ? openPayload(file) : undefined;
-  if (!file || !payload)
-    return { done: [], codeCaches: 'none', skipped: 'not running from the bundle: nothing to unpack' };
+  if (!file || !payload) return { done: [], skipped: 'not running from the bundle: nothing to unpack' };
   const { index } = payload;
   const dir = join(root, STARTUP_CACHE_DIR);
-  const wanted = new Map<string, Buffer>();
-  let codeCaches: StartupCache['codeCaches'] = 'bundle';
+  // What the folder must hold; `null`: a code cache already there that V8 takes for that source.
+  const wanted = new Map<string, Buffer | null>();
   let trained: string | undefined;
   try {
     const names = Object.keys(index.parts);
-    const own = index.v8 === process.versions.v8 && names.every((n) => index.parts[n]?.cache);
-    for (const name of names)
-      wanted.set(cacheFiles(dir, index.id, name).src, payload.unpack(index.parts[name]!.src));
-    if (own) {
-      for (const name of names)
-        wanted.set(cacheFiles(dir, index.id, name).cache, payload.unpack(index.parts[name]!.cache!));
-    } else {
-      codeCaches = 'made here';
+    const sources = new Map(names.map((n) => [n, payload.unpack(index.parts[n]!.src)]));
+    for (const [name, src] of sources) wanted.set(cacheFiles(dir, index.id, name).src, src);
+    // V8 does not make the same cache twice (what training compiles varies): keep one it accepts.
+    const kept = names.every((name) => {
+      const { src, cache } = cacheFiles(dir, index.id, name);
+      if (!sameFile(src, sources.get(name)!)) return false;
+      const cachedData = ownFile(cache);
+      return (
+        cachedData !== undefined &&
+        !new Script(sources.get(name)!.toString('latin1'), { filename: partFilename(name), cachedData })
+          .cachedDataRejected
+      );
+    });
+    if (kept) for (const name of names) wanted.set(cacheFiles(dir, index.id, name).cache, null);
+    else {
       const loader = partLoader(file, createRequire(file), pathToFileURL(file).href, undefined);
       trained = await (loader.part('heavy') as { train(): Promise<string> }).train();
       for (const name of names) loader.part(name);
@@ -97,11 +111,11 @@ export async function writeStartupCache(root: string, file = bundleFile()): Prom
     }
   }
   for (const [path, data] of wanted) {
-    if (sameFile(path, data)) done.push({ path: rel(path), action: 'unchanged' });
+    if (data === null || sameFile(path, data)) done.push({ path: rel(path), action: 'unchanged' });
     else {
       writeFileAtomic(path, data, 0o644);
       done.push({ path: rel(path), action: 'wrote' });
     }
   }
-  return { done, codeCaches, ...(trained ? { trained } : {}) };
+  return { done, ...(trained ? { trained } : {}) };
 }
