@@ -159,6 +159,13 @@ describe('node-bootstrap.service in a booted systemd', () => {
       // report, from status.json: every phase ok.
       const status = await statusJson(c);
       expectAllOk(status);
+      // The image's startup cache (made by install at image-build time): the parts the boot loaded
+      // (heavy; dbus for the unit phases; the SDK only if it needed a token) came from it, compiled
+      // from their V8 code caches.
+      expect(status.startup?.map((p) => p.name)).toEqual(expect.arrayContaining(['heavy', 'dbus']));
+      for (const p of status.startup ?? [])
+        expect(p).toMatchObject({ source: 'startup-cache', codeCache: 'startup-cache' });
+      log.push(`startup: ${status.startup?.map((p) => `${p.name} ${p.ms} ms`).join(', ')}`);
       // Where operators look: the phase and verdict lines on the console (StandardOutput=journal+console),
       // a 0644 copy of the timeline in /var/log/node-bootstrap, the textfile metrics.
       // journald forwards them as `[ 1522.838468] node-bootstrap[42]: node-bootstrap: OK 6/6 phases in 1.25s`.
