@@ -15,28 +15,20 @@
  * time (the heavy parts unpacked, with V8 code caches), and from the bundle alone.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunStatus } from '../src/runner/status.js';
 import { startTestbed } from '../test/testbed/index.js';
-import { CLEAN_ENV, median, quantile, runOnceAsync, table } from './lib.js';
+import { CLEAN_ENV, installedCache, median, quantile, runOnceAsync, table } from './lib.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 /** NB_BENCH_BUNDLE: another build of the bundle, for A/B comparisons (default: dist/, as `npm run bench` builds it). */
 const BUNDLE = process.env.NB_BENCH_BUNDLE ?? join(REPO, 'dist', 'node-bootstrap.mjs');
 const SKIP = 'containerd-unit,kubelet,resolv-conf';
 const BASELINE = 'node -e 0 (baseline)';
-
-/** `install --root` into a temp root, as an image build does: the startup cache's folder. */
-async function installedCache(dir: string): Promise<string> {
-  const root = join(dir, 'image');
-  mkdirSync(root, { recursive: true });
-  await runOnceAsync(['node', BUNDLE, 'install', '--root', root], CLEAN_ENV);
-  return join(root, 'var', 'cache', 'node-bootstrap');
-}
 
 /** The two ways a run finds its code: the startup cache `install` made, or the bundle alone (no code cache). */
 const variants = (cacheDir: string) => [
@@ -105,7 +97,7 @@ async function firstCriCall(rounds: number, warmup: number): Promise<string> {
   writeFileSync(config, `region: us-west-2\ncontainerd:\n  socket: ${socket}\n`);
   const srv = standIn(socket);
   await srv.listen();
-  const vs = variants(await installedCache(dir)).map((v) => ({
+  const vs = variants(await installedCache(BUNDLE, dir)).map((v) => ({
     ...v,
     probe: [] as number[],
     call: [] as number[],
@@ -177,7 +169,7 @@ async function wholeRun(rounds: number, warmup: number): Promise<string> {
     // The testbed's env is clean (no NODE_* variables); its AWS endpoints are the local emulators.
     if (Object.keys(tb.env).some((k) => k.startsWith('NODE_')))
       throw new Error('boot-path: testbed env has NODE_*');
-    const vs = variants(await installedCache(tb.dir)).map((v) => ({
+    const vs = variants(await installedCache(BUNDLE, tb.dir)).map((v) => ({
       ...v,
       env: { ...tb.env, ...v.env },
       ms: [] as number[],

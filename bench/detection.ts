@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startTestbed, type Testbed } from '../test/testbed/index.js';
-import { CLEAN_ENV, median, quantile, table } from './lib.js';
+import { CLEAN_ENV, installedCache, median, quantile, table } from './lib.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 /** NB_BENCH_BUNDLE: another build of the bundle, for A/B comparisons (default: dist/, as `npm run bench` builds it). */
@@ -269,11 +269,16 @@ function startWorker(socket: string, intervalMs: number): Watched {
   });
 }
 
-function startNodeBootstrap(tb: Testbed, stateDir: string): Watched {
+function startNodeBootstrap(tb: Testbed, stateDir: string, cacheDir: string): Watched {
   const child = spawn(
     process.execPath,
     [BUNDLE, 'run', '--config', tb.configFile, '--skip', SKIP, '--state-dir', stateDir],
-    { cwd: REPO, env: tb.env, stdio: ['ignore', 'ignore', 'pipe'] },
+    // As a node image runs it: with the startup cache `install` made at image-build time.
+    {
+      cwd: REPO,
+      env: { ...tb.env, NODE_BOOTSTRAP_CACHE_DIR: cacheDir },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
   );
   return new Watched(child, child.stderr!, (line) => {
     try {
@@ -297,13 +302,13 @@ interface Round {
   lag: number[];
 }
 
-async function oneRound(tb: Testbed, prober: Watched, poller: Watched): Promise<Round> {
+async function oneRound(tb: Testbed, cacheDir: string, prober: Watched, poller: Watched): Promise<Round> {
   const c = tb.containerd!;
   await c.stop();
   // A fresh boot: /run is a tmpfs, so no socket is left over (containerd removes it on SIGTERM).
   rmSync(c.socket, { force: true });
   const stateDir = mkdtempSync(join(tb.dir, 'state-'));
-  const nb = startNodeBootstrap(tb, stateDir);
+  const nb = startNodeBootstrap(tb, stateDir, cacheDir);
   try {
     await nb.wait('containerd-socket:started', 20_000);
     // Let its first probe answer "absent" and its inotify watch settle.
@@ -349,6 +354,7 @@ async function measureVersion(
     config: { timeouts: { 'containerd-socket': '30s', cri: '30s' } },
   });
   const socket = tb.containerd!.socket;
+  const cacheDir = await installedCache(BUNDLE, tb.dir);
   const prober = startWorker(socket, 2);
   const poller = startWorker(socket, 250);
   const rows: Round[] = [];
@@ -359,7 +365,7 @@ async function measureVersion(
     // One warm-up round (page cache, containerd's first start on this root), not counted.
     for (let i = -1; i < rounds && performance.now() < deadline; i++) {
       try {
-        const r = await oneRound(tb, prober, poller);
+        const r = await oneRound(tb, cacheDir, prober, poller);
         if (i >= 0) rows.push(r);
       } catch (err) {
         failures.push(`round ${i + 1}: ${(err as Error).message}`);

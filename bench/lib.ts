@@ -1,5 +1,7 @@
 /** Small measuring helpers for `npm run bench`: interleaved runs, medians, ratios against a baseline. */
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** The environment a systemd unit gives node-bootstrap: no NODE_OPTIONS, no NODE_EXTRA_CA_CERTS. */
 export const CLEAN_ENV: NodeJS.ProcessEnv = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
@@ -80,4 +82,15 @@ export function runOnceAsync(
       resolve({ ms, rssKb: Number.isFinite(rss) ? rss : undefined, code, stdout, stderr });
     });
   });
+}
+
+/**
+ * `node-bootstrap install --root` into <dir>/image, as an image build does: returns the startup
+ * cache's folder there (the heavy parts and their V8 code caches), for NODE_BOOTSTRAP_CACHE_DIR.
+ */
+export async function installedCache(bundle: string, dir: string): Promise<string> {
+  const root = join(dir, 'image');
+  mkdirSync(root, { recursive: true });
+  await runOnceAsync(['node', bundle, 'install', '--root', root], CLEAN_ENV);
+  return join(root, 'var', 'cache', 'node-bootstrap');
 }
