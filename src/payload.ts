@@ -111,6 +111,37 @@ function trusted(path: string): Buffer | undefined {
   }
 }
 
+/**
+ * How the startup cache under `dir` holds each part of this bundle, as a boot would read it: the
+ * source as the bundle has it, and a code cache this V8 takes for it (`check` reports it).
+ */
+export function startupCacheState(
+  file: string,
+  dir: string,
+):
+  | { name: string; source: 'same' | 'missing' | 'different'; cache: 'accepted' | 'rejected' | 'missing' }[]
+  | undefined {
+  const payload = openPayload(file);
+  if (!payload) return undefined;
+  try {
+    return Object.entries(payload.index.parts).map(([name, entry]) => {
+      const files = cacheFiles(dir, payload.index.id, name);
+      const have = trusted(files.src);
+      const want = payload.unpack(entry.src);
+      const source = !have ? 'missing' : have.equals(want) ? 'same' : 'different';
+      const cachedData = trusted(files.cache);
+      const cache = !cachedData
+        ? 'missing'
+        : new Script(want.toString('latin1'), { filename: partFilename(name), cachedData }).cachedDataRejected
+          ? 'rejected'
+          : 'accepted';
+      return { name, source, cache };
+    });
+  } finally {
+    payload.close();
+  }
+}
+
 /** Where each part was read from, for the record (status.json's `startup`). */
 export interface PartLoad {
   name: string;

@@ -6,6 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ContainerdClient } from '../adapters/containerd.js';
 import { createContainerdClient, PINNED_LABEL } from '../adapters/containerd.js';
 import type { CriClient } from '../adapters/cri.js';
@@ -44,9 +45,11 @@ import {
   report,
   resolvConfCheck,
   type SandboxImageFacts,
+  type StartupCacheFacts,
   sandboxImageCheck,
   sandboxTarget,
   skippedForConfig,
+  startupCacheCheck,
   unitsCheck,
 } from '../core/checks.js';
 import { type Found, readContainerdConfig } from '../core/containerd-config.js';
@@ -66,6 +69,7 @@ import {
 } from '../core/unit-files.js';
 import { readEnv } from '../env.js';
 import { BootError, EXIT, toBootError } from '../errors.js';
+import { STARTUP_CACHE_DIR, startupCacheState } from '../payload.js';
 import { REPAIR_ENV_FILE } from '../phases/resolv-conf.js';
 import { VERSION } from '../version.js';
 import { withRenderedSocket } from './adapters.js';
@@ -483,11 +487,21 @@ export async function gatherChecks(v: Values, signal: AbortSignal): Promise<Chec
       out.set('ecr', ecrCheck(ecr));
       out.set('proxy', proxyCheck(proxyFacts(cfg, files, net)));
     }
+    out.set('startup-cache', startupCacheCheck(startupCacheFacts(root)));
   } finally {
     containerd.cri?.close();
     containerd.images?.close();
   }
   return CHECK_IDS.map((id) => out.get(id)!);
+}
+
+/** The startup cache of this build under the root, as a boot with this node would read it. */
+function startupCacheFacts(root: string): StartupCacheFacts {
+  const dir = join(root, STARTUP_CACHE_DIR);
+  // In the bundle import.meta.url is the bundle itself (scripts/build.mjs); from src/ there is no payload.
+  const self = fileURLToPath(import.meta.url);
+  const parts = self.endsWith('.mjs') ? startupCacheState(self, dir) : undefined;
+  return { dir, v8: process.versions.v8, ...(parts ? { parts } : {}) };
 }
 
 export async function check(v: Values, signal: AbortSignal): Promise<number> {

@@ -3,8 +3,9 @@
  * unpacked under /var/cache/node-bootstrap/<build id>/, each with a V8 code cache for the node that
  * runs `install`, made after training (commands/train.ts: a boot against stand-ins, in this process)
  * so that it holds what a boot runs compiled. A boot then reads plain files: no base64, no inflate,
- * and code its V8 need not compile. Other builds' folders and other V8s' caches are removed; a
- * second run with nothing to change writes nothing (V8 makes the same cache from the same run).
+ * and code its V8 need not compile. Other builds' folders and other V8s' caches are removed. V8
+ * never makes the same cache twice, so caches already there that V8 takes for these sources are
+ * kept: a second run writes nothing.
  */
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -24,6 +24,7 @@ export const CHECK_IDS = [
   'imds',
   'ecr',
   'proxy',
+  'startup-cache',
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -590,4 +591,46 @@ export function formatReport(r: CheckReport, title: string): string {
   ];
   lines.push('', `${title}: ${r.ok ? 'OK' : 'FAILED'} (${parts.join(', ')})`);
   return lines.join('\n');
+}
+
+/** What `check` found of the startup cache `install` makes (payload.ts, commands/startup-cache.ts). */
+export interface StartupCacheFacts {
+  /** This build's folder, as a boot would read it (under the root). */
+  dir: string;
+  /** This node's V8 (the one whose code caches count). */
+  v8: string;
+  /** Per part; undefined when check does not run from the bundle (nothing to compare with). */
+  parts?: {
+    name: string;
+    source: 'same' | 'missing' | 'different';
+    cache: 'accepted' | 'rejected' | 'missing';
+  }[];
+}
+
+export function startupCacheCheck(f: StartupCacheFacts): CheckResult {
+  if (!f.parts) return result('startup-cache', 'skip', 'not running from the bundle: no parts to compare');
+  const fix = `run \`node-bootstrap install\` in the image build, with the node the node boots with: it writes ${f.dir}`;
+  if (f.parts.every((p) => p.source === 'missing'))
+    return result(
+      'startup-cache',
+      'warn',
+      `none for this build in ${f.dir}: a boot compiles node-bootstrap's code (a slower start, nothing else)`,
+      fix,
+    );
+  const problems = f.parts.flatMap((p) => [
+    ...(p.source === 'same'
+      ? []
+      : [`${p.name}: source ${p.source === 'missing' ? 'missing' : 'from another build'}`]),
+    ...(p.cache === 'accepted'
+      ? []
+      : [`${p.name}: ${p.cache === 'missing' ? 'no' : 'a refused'} code cache for V8 ${f.v8}`]),
+  ]);
+  if (problems.length === 0)
+    return result('startup-cache', 'pass', `${f.parts.length} parts with V8 ${f.v8} code caches in ${f.dir}`);
+  return result(
+    'startup-cache',
+    'warn',
+    `${problems.join('; ')}: a boot compiles node-bootstrap's code (a slower start, nothing else)`,
+    fix,
+  );
 }

