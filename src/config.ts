@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseDocument } from 'yaml';
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { type Env, readEnv } from './env.js';
 import { BootError } from './errors.js';
 import { PHASE_NAMES, type PhaseName } from './runner/phase.js';
@@ -16,6 +16,10 @@ export const DEFAULT_LOG_DIR = '/var/log/node-bootstrap';
 /** node_exporter has no default; this is the directory most of its deployments pass it. */
 export const DEFAULT_TEXTFILE_DIR = '/var/lib/node_exporter/textfile_collector';
 export { DEFAULT_STATE_DIR } from './env.js';
+
+// zod/mini: the same checks without a dozen methods on every schema object (less to build and keep
+// at every start); it leaves the English messages for the caller to load.
+z.config(z.locales.en());
 
 /** "90s", "2m", "500ms", "1h" or a number of seconds. */
 const durationRe = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
@@ -28,9 +32,11 @@ export function parseDuration(v: string | number): number | undefined {
   return ms > 0 ? Math.round(ms) : undefined;
 }
 
-const duration = z.union([z.number(), z.string()]).refine((v) => parseDuration(v) !== undefined, {
-  message: 'expected a positive duration such as 90s, 2m, 500ms, or a number of seconds',
-});
+const duration = z.union([z.number(), z.string()]).check(
+  z.refine((v) => parseDuration(v) !== undefined, {
+    message: 'expected a positive duration such as 90s, 2m, 500ms, or a number of seconds',
+  }),
+);
 
 /** kubelet.resolvConfPolicy: what the resolv-conf phase does with a file that would break pods. */
 export const RESOLV_CONF_POLICIES = ['fail', 'warn', 'repair'] as const;
@@ -43,115 +49,103 @@ export type SandboxSource = (typeof SANDBOX_SOURCES)[number];
 /** containerd's rendered config, where the sandbox reference, root and socket are read. */
 export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 
-const absPath = z.string().startsWith('/', { message: 'expected an absolute path' });
+const absPath = z.string().check(z.startsWith('/', { message: 'expected an absolute path' }));
 /** A directory node-bootstrap writes into, or false for "do not write". */
-const dirOrOff = z
-  .union([z.string(), z.boolean()])
-  .refine((v) => v === false || (typeof v === 'string' && v.startsWith('/')), {
-    message: 'expected an absolute path or false',
-  })
-  .transform((v) => v as string | false);
-const unitName = z.string().regex(/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$/, {
-  message: 'expected a systemd unit name such as containerd.service',
-});
-const imageRef = z
-  .string()
-  .regex(/^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\.[a-z0-9-]+)*\/[^\s]+$|^[^\s/]+\/[^\s]+$/, {
+const dirOrOff = z.pipe(
+  z.union([z.string(), z.boolean()]).check(
+    z.refine((v) => v === false || (typeof v === 'string' && v.startsWith('/')), {
+      message: 'expected an absolute path or false',
+    }),
+  ),
+  z.transform((v) => v as string | false),
+);
+const unitName = z.string().check(
+  z.regex(/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target)$/, {
+    message: 'expected a systemd unit name such as containerd.service',
+  }),
+);
+const imageRef = z.string().check(
+  z.regex(/^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\.[a-z0-9-]+)*\/[^\s]+$|^[^\s/]+\/[^\s]+$/, {
     message: 'expected a full image reference such as registry.example.com/eks/pause:3.10',
-  });
+  }),
+);
 const region = z
   .string()
-  .regex(/^[a-z]{2,5}(-[a-z]+)+-\d+$/, { message: 'expected an AWS region such as eu-west-1' });
+  .check(z.regex(/^[a-z]{2,5}(-[a-z]+)+-\d+$/, { message: 'expected an AWS region such as eu-west-1' }));
+const positive = z.number().check(z.positive());
+const percent = z.number().check(z.gte(0), z.lte(100));
+const off = z.union([z.literal(0), z.literal('0'), duration]);
+const opt = z.optional;
 
 /** Every key is optional in a file; defaults are applied after the merge. Unknown keys are errors. */
 const FileSchema = z.strictObject({
-  region: region.optional(),
-  containerd: z
-    .strictObject({
-      socket: absPath.optional(),
-      config: absPath.optional(),
-      namespace: z.string().min(1).optional(),
-      unit: unitName.optional(),
-    })
-    .optional(),
-  sandboxImage: z
-    .strictObject({
-      tag: z
-        .string()
-        .regex(/^[\w][\w.-]{0,127}$/, { message: 'expected an image tag such as 3.10' })
-        .optional(),
-      image: imageRef.optional(),
-      fips: z.boolean().optional(),
-      dualstack: z.boolean().optional(),
-      fallbacks: z.array(imageRef).optional(),
-      archive: absPath.optional(),
-      source: z.enum(SANDBOX_SOURCES).optional(),
-    })
-    .optional(),
-  kubelet: z
-    .strictObject({
-      unit: unitName.optional(),
-      resolvConf: absPath.optional(),
-      config: absPath.optional(),
-      resolvConfPolicy: z.enum(RESOLV_CONF_POLICIES).optional(),
-    })
-    .optional(),
-  prefetch: z
-    .strictObject({
-      images: z
-        .array(
+  region: opt(region),
+  containerd: opt(
+    z.strictObject({
+      socket: opt(absPath),
+      config: opt(absPath),
+      namespace: opt(z.string().check(z.minLength(1))),
+      unit: opt(unitName),
+    }),
+  ),
+  sandboxImage: opt(
+    z.strictObject({
+      tag: opt(
+        z.string().check(z.regex(/^[\w][\w.-]{0,127}$/, { message: 'expected an image tag such as 3.10' })),
+      ),
+      image: opt(imageRef),
+      fips: opt(z.boolean()),
+      dualstack: opt(z.boolean()),
+      fallbacks: opt(z.array(imageRef)),
+      archive: opt(absPath),
+      source: opt(z.enum(SANDBOX_SOURCES)),
+    }),
+  ),
+  kubelet: opt(
+    z.strictObject({
+      unit: opt(unitName),
+      resolvConf: opt(absPath),
+      config: opt(absPath),
+      resolvConfPolicy: opt(z.enum(RESOLV_CONF_POLICIES)),
+    }),
+  ),
+  prefetch: opt(
+    z.strictObject({
+      images: opt(
+        z.array(
           z.union([
             imageRef,
-            z.strictObject({
-              image: imageRef,
-              priority: z.number().int().optional(),
-              sizeMB: z.number().positive().optional(),
-            }),
+            z.strictObject({ image: imageRef, priority: opt(z.int()), sizeMB: opt(positive) }),
           ]),
-        )
-        .optional(),
-      budgetMBps: z.number().positive().optional(),
-      maxConcurrent: z.number().int().positive().optional(),
-      registryQps: z.number().positive().optional(),
-      pressure: z
-        .strictObject({
-          some: z.number().min(0).max(100).optional(),
-          full: z.number().min(0).max(100).optional(),
-          window: z.union([z.literal(0), z.literal('0'), duration]).optional(),
-        })
-        .optional(),
-      jitter: z.union([z.literal(0), z.literal('0'), duration]).optional(),
-      maxWait: duration.optional(),
-      drain: z.boolean().optional(),
-      timeout: duration.optional(),
-    })
-    .optional(),
-  report: z
-    .strictObject({
-      logDir: dirOrOff.optional(),
-      history: z.number().int().min(0).max(100).optional(),
-    })
-    .optional(),
-  metrics: z
-    .strictObject({
-      textfileDir: dirOrOff.optional(),
-    })
-    .optional(),
-  timeouts: z
-    .strictObject({
-      ...(Object.fromEntries(PHASE_NAMES.map((p) => [p, duration.optional()])) as Record<
+        ),
+      ),
+      budgetMBps: opt(positive),
+      maxConcurrent: opt(z.int().check(z.positive())),
+      registryQps: opt(positive),
+      pressure: opt(z.strictObject({ some: opt(percent), full: opt(percent), window: opt(off) })),
+      jitter: opt(off),
+      maxWait: opt(duration),
+      drain: opt(z.boolean()),
+      timeout: opt(duration),
+    }),
+  ),
+  report: opt(
+    z.strictObject({
+      logDir: opt(dirOrOff),
+      history: opt(z.int().check(z.gte(0), z.lte(100))),
+    }),
+  ),
+  metrics: opt(z.strictObject({ textfileDir: opt(dirOrOff) })),
+  timeouts: opt(
+    z.strictObject({
+      ...(Object.fromEntries(PHASE_NAMES.map((p) => [p, opt(duration)])) as Record<
         PhaseName,
-        z.ZodOptional<typeof duration>
+        z.ZodMiniOptional<typeof duration>
       >),
-      run: duration.optional(),
-    })
-    .optional(),
-  nodeConfig: z
-    .strictObject({
-      file: absPath.optional(),
-      imds: z.boolean().optional(),
-    })
-    .optional(),
+      run: opt(duration),
+    }),
+  ),
+  nodeConfig: opt(z.strictObject({ file: opt(absPath), imds: opt(z.boolean()) })),
 });
 type FileConfig = z.infer<typeof FileSchema>;
 
