@@ -29,6 +29,21 @@ const REPO = fileURLToPath(new URL('..', import.meta.url));
 const BUNDLE = process.env.NB_BENCH_BUNDLE ?? join(REPO, 'dist', 'node-bootstrap.mjs');
 const SKIP = 'containerd-unit,kubelet,resolv-conf';
 const BASELINE = 'node -e 0 (baseline)';
+/**
+ * `node -e 0` where the goals (80 ms, 150 ms) were set: ../shared/TESTBED.md, 22 ms clean. On a
+ * slower machine the same goals read as ratios: 80/22 = 3.6x and 150/22 = 6.8x of node -e 0.
+ */
+const GOAL_NODE_MS = 22;
+/** A time goal, in ms and as the ratio it implies against node -e 0 measured in this run. */
+const timeGoal = (what: string, ms: number, goalMs: number, baseMs: number): string => {
+  const ratio = ms / baseMs;
+  const goalRatio = goalMs / GOAL_NODE_MS;
+  return (
+    `goal: ${what} p50 < ${goalMs} ms: ${ms < goalMs ? 'met' : `MISSED (${f1(ms)} ms)`}; ` +
+    `as a ratio (${goalMs}/${GOAL_NODE_MS} ms = ${goalRatio.toFixed(2)}x of node -e 0): ` +
+    `${ratio.toFixed(2)}x, ${ratio < goalRatio ? 'met' : 'MISSED'} (node -e 0 ${f1(baseMs)} ms here)`
+  );
+};
 
 /** The two ways a run finds its code: the startup cache `install` made, or the bundle alone (no code cache). */
 const variants = (cacheDir: string) => [
@@ -143,7 +158,6 @@ async function firstCriCall(rounds: number, warmup: number): Promise<string> {
     `${(median(xs) / b50).toFixed(2)}x`,
   ];
   const installed = vs[0]!;
-  const ok = median(installed.call) < 80;
   return [
     `(a) process start → first CRI call leaving the process, ${rounds} interleaved rounds after ${warmup} warm-ups`,
     '    stand-in containerd: an HTTP/2 server on a unix socket in the bench process stamps what arrives',
@@ -157,7 +171,7 @@ async function firstCriCall(rounds: number, warmup: number): Promise<string> {
         ]),
       ],
     ),
-    `goal: first CRI call p50 < 80 ms (installed): ${ok ? 'met' : `MISSED (${f1(median(installed.call))} ms, ${(median(installed.call) / b50).toFixed(2)}x of node -e 0 at ${f1(b50)} ms here)`}`,
+    timeGoal('first CRI call (installed)', median(installed.call), 80, b50),
   ].join('\n');
 }
 
@@ -216,7 +230,7 @@ async function wholeRun(rounds: number, warmup: number): Promise<string> {
     const b50 = median(base);
     const mb = (xs: number[]) => f1(median(xs) / 1024);
     const installed = vs[0]!;
-    const ok = { ms: median(installed.ms) < 150, rss: median(installed.rss) / 1024 < 64 };
+    const rssOk = median(installed.rss) / 1024 < 64;
     return [
       `(b) the whole \`run --skip ${SKIP}\` on containerd 1.7, pause image present and pinned,`,
       `    ${rounds} interleaved rounds after ${warmup} warm-ups, under GNU time (wall: spawn → exit)`,
@@ -241,8 +255,8 @@ async function wholeRun(rounds: number, warmup: number): Promise<string> {
           `(${[...v.phaseMs].map(([n, xs]) => `${n} ${f1(median(xs))}`).join(', ')}), after the last phase → exit ${f1(median(v.exit))}`,
       ),
       `ECR API calls during the measured runs: ${awsCalls} (the image was present: no AWS SDK on this path)`,
-      `goals (installed): whole run p50 < 150 ms: ${ok.ms ? 'met' : `MISSED (${f1(median(installed.ms))} ms, ${(median(installed.ms) / b50).toFixed(2)}x of node -e 0 at ${f1(b50)} ms here)`}; ` +
-        `peak RSS < 64 MB: ${ok.rss ? 'met' : `MISSED (${mb(installed.rss)} MB)`}`,
+      timeGoal('whole run (installed)', median(installed.ms), 150, b50),
+      `goal: peak RSS < 64 MB (installed): ${rssOk ? 'met' : 'MISSED'} (${mb(installed.rss)} MB)`,
     ].join('\n');
   } finally {
     await tb.stop();
