@@ -39,14 +39,7 @@ const ownFile = (path: string): Buffer | undefined => {
   }
 };
 
-const sameFile = (path: string, data: Buffer): boolean => {
-  try {
-    const st = lstatSync(path);
-    return st.isFile() && (st.mode & 0o777) === 0o644 && readFileSync(path).equals(data);
-  } catch {
-    return false;
-  }
-};
+const sameFile = (path: string, data: Buffer): boolean => ownFile(path)?.equals(data) ?? false;
 
 /** The running bundle (this module is part of it), or undefined from src/. */
 function bundleFile(): string | undefined {
